@@ -2,6 +2,7 @@
 import configparser
 import importlib
 import re
+import sys
 
 import pytest
 
@@ -42,3 +43,10 @@ def test_readme_has_the_two_quickstart_commands(root):
     assert len(commands) == 2
     assert 'constraints.txt' in commands[0] and 'robust_soups run demo' in commands[0]
     assert 'nbdev_test' in commands[1] and 'pytest' in commands[1]
+
+
+def test_readme_is_generated_from_index(root, tmp_path):
+    sys.path.insert(0, str(root / 'tools'))
+    from readme import render_readme
+    assert render_readme(tmp_path).read_text() == (root / 'README.md').read_text(), \
+        'README.md is out of date: run python tools/readme.py after executing nbs/index.ipynb'
