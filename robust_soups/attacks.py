@@ -93,14 +93,16 @@ def checkpoint_periods(n_iter: int, norm: str) -> list[int]:
     return periods
 
 # %% ../nbs/03b_attacks.ipynb #9877b95c
-def random_start(x: torch.Tensor, threat: ThreatModel, generator: torch.Generator) -> torch.Tensor:
-    "A random perturbation in Δ(x): uniform direction on the l_inf or l_2 sphere, Gaussian noise projected for l_1; then clipped to the box."
-    if threat.norm == 'l1': t = torch.randn(x.shape, generator=generator)
+def random_start(x: torch.Tensor, threat: ThreatModel, generator: torch.Generator,
+                 offset: int = 0, total: int | None = None) -> torch.Tensor:
+    "A random perturbation in Δ(x): uniform direction on the l_inf or l_2 sphere, Gaussian noise projected for l_1; then clipped to the box. The noise is drawn for a batch of `total` examples of which x is rows offset:offset+len(x)."
+    shape = ((total or len(x)),) + tuple(x.shape[1:])
+    if threat.norm == 'l1': t = torch.randn(shape, generator=generator)
     else:
-        t = 2 * torch.rand(x.shape, generator=generator) - 1 if threat.norm == 'linf' else torch.randn(x.shape, generator=generator)
+        t = 2 * torch.rand(shape, generator=generator) - 1 if threat.norm == 'linf' else torch.randn(shape, generator=generator)
         size = t.flatten(1).abs().amax(1) if threat.norm == 'linf' else t.flatten(1).norm(dim=1)
         t = threat.eps * t / size.clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
-    return project(x, t.to(device=x.device, dtype=x.dtype), threat)
+    return project(x, t[offset:offset + len(x)].to(device=x.device, dtype=x.dtype), threat)
 
 # %% ../nbs/03b_attacks.ipynb #c1596685
 def _per_example(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -174,10 +176,13 @@ def _start(model, x, y, threat: ThreatModel, loss: Loss, aux, delta0) -> _Run:
                 halved=full(True, torch.bool), best_at_check=losses.clone(), keep_fraction=full(.2),
                 sparsity=full(float(x[0].numel())))
 
-def _advance(model, s: _Run, threat: ThreatModel, loss: Loss, first: bool) -> None:
-    "One APGD iteration: step, evaluate the new point, count loss increases, keep the best point."
+def _advance(model, s: _Run, threat: ThreatModel, loss: Loss, first: bool, last: bool) -> None:
+    "One APGD iteration: step, evaluate the new point, count loss increases, keep the best point. The last one needs no gradient."
     new = _step(s, threat, first)
-    s.logits, new_loss, new_grad = _loss_and_grad(model, new, s.y, loss, s.aux)
+    if last:
+        s.logits = model(new)
+        new_loss, new_grad = loss.fn(s.logits, s.y, s.aux), s.grad  # the gradient would never be used: skip the backward pass
+    else: s.logits, new_loss, new_grad = _loss_and_grad(model, new, s.y, loss, s.aux)
     s.increases += (new_loss > s.loss).float()
     s.prev, s.cur, s.loss, s.grad = s.cur, new, new_loss, new_grad
     better = new_loss > s.best_loss
@@ -206,7 +211,7 @@ def _apgd_once(model, x, y, threat: ThreatModel, n_iter: int, loss: Loss, aux, d
         history[i, s.idx] = s.best_loss
         if early_stop and fooled.any(): _retire(s, out, fooled)
         if i == n_iter or not len(s.idx): break
-        _advance(model, s, threat, loss, first=i == 0)
+        _advance(model, s, threat, loss, first=i == 0, last=i == n_iter - 1)
         since_check += 1
         if since_check == period:
             _checkpoint(s, threat, period, rho, x[0].numel())
@@ -245,6 +250,7 @@ def apgd_run(model: nn.Module, # classifier returning logits, on the same device
              early_stop: bool = True, # stop attacking an example once it is misclassified
              mask: torch.Tensor | None = None, # bool per example: attack only these (others are returned unchanged)
              rho: float = .75, # share of loss-raising steps below which the step size is halved
+             batch_position: tuple[int, int] | None = None, # (offset, size) of x in a larger batch whose random starts it shares (DDP)
             ) -> APGDResult:
     "APGD (Croce & Hein 2020) for l_inf and l_2, l_1-APGD (Croce & Hein 2021) for l_1, with all details of what it found."
     if not isinstance(threat, ThreatModel): raise TypeError(f'threat must be a ThreatModel, got {type(threat).__name__}.')
@@ -266,8 +272,8 @@ def apgd_run(model: nn.Module, # classifier returning logits, on the same device
         for restart in range(n_restarts if not nominal else 0):
             todo = (mask & ~fooled) if early_stop else mask
             if not todo.any(): break
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + restart)
-            delta0 = random_start(x, threat, generator)[todo]
+            generator = torch.Generator().manual_seed((seed * 1_000_003 + restart) % 2**63)
+            delta0 = random_start(x, threat, generator, *(batch_position or (0, None)))[todo]
             aux = _aux_for(spec, clean_logits, y, restart, n_target_classes)
             best, loss_, adv, fooled_now, hist = _apgd_once(model, x[todo], y[todo], threat, n_iter, spec,
                                                            None if aux is None else aux[todo], delta0, early_stop, rho)

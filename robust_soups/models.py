@@ -59,8 +59,11 @@ def create_model(name: str, # a registered architecture, see `MODEL_REGISTRY`
     return model
 
 # %% ../nbs/00b_models.ipynb #bf133c8b
-def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+def _conv_bn_relu(cin: int, cout: int, stride: int = 1, norm: str = 'batch') -> list[nn.Module]:
+    "Conv 3×3, then BatchNorm (or GroupNorm with 8 groups: per-example statistics), then ReLU."
+    if norm not in ('batch', 'group'): raise ValueError(f"norm must be 'batch' or 'group', got {norm!r}.")
+    layer = nn.BatchNorm2d(cout) if norm == 'batch' else nn.GroupNorm(min(8, cout), cout)
+    return [nn.Conv2d(cin, cout, 3, stride, padding=1, bias=False), layer, nn.ReLU()]
 
 @register_model
 def small_cnn(num_classes: int = 10, # output logits
@@ -68,12 +71,13 @@ def small_cnn(num_classes: int = 10, # output logits
               width: int = 32, # channels of the first convolution (the others have twice as many)
               mean: tuple[float, ...] | None = None, # per-channel mean for normalisation (default 0.5)
               std: tuple[float, ...] | None = None, # per-channel std for normalisation (default 0.25)
+              norm: str = 'batch', # 'batch' or 'group' (GroupNorm keeps DDP shares independent of each other)
              ) -> nn.Sequential:
-    "Two conv-BN-ReLU stages, global pooling and a linear head: trains in seconds on digits."
+    "Two conv-norm-ReLU stages, global pooling and a linear head: trains in seconds on digits."
     return nn.Sequential(
         Normalize(mean or (.5,) * in_chans, std or (.25,) * in_chans),
-        *_conv_bn_relu(in_chans, width), nn.MaxPool2d(2), *_conv_bn_relu(width, 2 * width),
-        *_conv_bn_relu(2 * width, 2 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes))
+        *_conv_bn_relu(in_chans, width, norm=norm), nn.MaxPool2d(2), *_conv_bn_relu(width, 2 * width, norm=norm),
+        *_conv_bn_relu(2 * width, 2 * width, norm=norm), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes))
 
 # %% ../nbs/00b_models.ipynb #2dcdc2fb
 class ResidualBlock(nn.Module):
