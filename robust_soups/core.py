@@ -17,8 +17,8 @@ import torch
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['get_device', 'model_device', 'seed_everything', 'eval_mode', 'atomic_write_bytes', 'atomic_write_json', 'progress',
-           'shared_data_path']
+__all__ = ['get_device', 'model_device', 'seed_everything', 'rank_and_world', 'eval_mode', 'atomic_write_bytes',
+           'atomic_write_json', 'progress', 'shared_data_path']
 
 # %% ../nbs/00_core.ipynb #65f85416
 def get_device(preference: str | torch.device | None = None, # 'cpu', 'cuda', 'cuda:1', ... or None for the best available
@@ -45,6 +45,12 @@ def seed_everything(seed: int # seed for Python, NumPy and torch (all devices)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+# %% ../nbs/00_core.ipynb #cb91820a
+def rank_and_world() -> tuple[int, int]:
+    "(rank, world size) of this process: (0, 1) unless torch.distributed is initialised (e.g. by torchrun)."
+    import torch.distributed as dist
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
 
 # %% ../nbs/00_core.ipynb #2a82fc59
 @contextlib.contextmanager

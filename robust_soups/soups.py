@@ -13,11 +13,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .core import eval_mode, progress
+from .core import eval_mode, progress, rank_and_world
 
 # %% auto #0
 __all__ = ['state_of', 'check_ingredients', 'check_weights', 'mix_states', 'make_soup', 'affine_grid', 'simplex_grid',
-           'pair_grid', 'SoupEvaluator', 'predict_soups', 'recalibrate_batchnorm']
+           'pair_grid', 'SoupEvaluator', 'predict_soups', 'predict_soups_sharded', 'recalibrate_batchnorm']
 
 # %% ../nbs/03d_soups.ipynb #45676b25
 def state_of(ingredient: nn.Module | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -128,6 +128,21 @@ def predict_soups(evaluator: SoupEvaluator, # ingredients and the model to write
             model = evaluator.load(weights, affine)
             outputs.append(torch.cat([model(chunk) for chunk in x.split(batch_size)]))
     return torch.stack(outputs)
+
+# %% ../nbs/03d_soups.ipynb #334302f7
+def predict_soups_sharded(evaluator: SoupEvaluator, grid: Sequence[Sequence[float]], x: torch.Tensor, **kwargs) -> torch.Tensor:
+    "`predict_soups` with the grid split over torch.distributed processes and the logits gathered on all of them."
+    rank, world = rank_and_world()
+    if world == 1: return predict_soups(evaluator, grid, x, **kwargs)
+    import torch.distributed as dist
+    mine = list(range(rank, len(grid), world))
+    local = predict_soups(evaluator, [grid[i] for i in mine], x, **kwargs)
+    parts = [None] * world
+    dist.all_gather_object(parts, (mine, local.cpu()))
+    out = torch.empty((len(grid),) + tuple(local.shape[1:]), dtype=local.dtype)
+    for indices, logits in parts:
+        if indices: out[indices] = logits
+    return out.to(local.device)
 
 # %% ../nbs/03d_soups.ipynb #2906f5ba
 @torch.no_grad()

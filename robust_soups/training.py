@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attacks import apgd, apgd_run
-from .core import atomic_write_bytes, eval_mode, get_device, model_device, progress
+from .core import atomic_write_bytes, eval_mode, get_device, model_device, progress, rank_and_world
 from .data import Split, imagenet_mixup
 from .models import load_checkpoint, predict, save_checkpoint
 from .threats import ThreatModel
@@ -135,10 +135,6 @@ def _run_key(model: nn.Module, data: Split, threats, mode, recipe: Recipe, seed:
     return hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
 
 # %% ../nbs/03c_training.ipynb #09f2d123
-def _distributed() -> tuple[int, int]:
-    "(rank, world size): (0, 1) unless torch.distributed is initialised (torchrun)."
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
-
 def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     if recipe.optimizer == 'adamw': return torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     if recipe.optimizer == 'sgd': return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=.9, weight_decay=recipe.weight_decay)
@@ -175,7 +171,7 @@ def train(model: nn.Module, # the model to train (in place); made by `create_mod
     if mode not in TRAINING_MODES: raise ValueError(f"Unknown mode {mode!r}; expected one of {', '.join(TRAINING_MODES)}.")
     if mode == 'single' and len(threats) != 1: raise ValueError(f"mode='single' trains against one threat model, got {len(threats)}; use 'max' or 'sat'.")
     device = torch.device(device) if device is not None else model_device(model)
-    rank, world = _distributed()
+    rank, world = rank_and_world()
     model.to(device)
     if world > 1 and device.type == 'cuda': model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # global batch statistics (GPU only)
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None) if world > 1 else model
