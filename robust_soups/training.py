@@ -5,22 +5,20 @@
 # %% ../nbs/03c_training.ipynb #50b6073a
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from .attacks import apgd, apgd_run
-from .core import atomic_write_bytes, eval_mode, get_device, model_device, progress, rank_and_world
+from .core import atomic_write_bytes, model_device, progress, rank_and_world
 from .data import Split, imagenet_mixup
 from .models import load_checkpoint, predict, save_checkpoint
 from .threats import ThreatModel
