@@ -160,7 +160,7 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
             if saved != config:
                 differ = [k for k in config if saved.get(k) != config[k]]
                 raise ValueError(f'{path} holds results of another evaluation (different {", ".join(differ)}): use another path or delete it.')
-            if path.is_file(): done = pd.read_csv(path)
+            if path.is_file(): done = pd.read_csv(path, engine='python')  # exact floats
         else: atomic_write_json(record, config)
     cached = {_weights_key(r) for r in done[columns].itertuples(index=False)}
     todo = [w for w in dict.fromkeys(_weights_key(w) for w in grid) if w not in cached]
@@ -295,7 +295,7 @@ def plot_ternary(table: pd.DataFrame, # from `three_model_soups` (or its saved C
     weights = [c for c in table.columns if c.startswith('w:')]
     if len(weights) != 3: raise ValueError(f'Ternary maps need soups of three ingredients, got weight columns {weights}.')
     t, l, r = (table[c].to_numpy(dtype=float) for c in weights)
-    fig = plt.figure(figsize=(3.3 * len(metrics), 3.6))
+    fig = plt.figure(figsize=(3.4 * len(metrics), 4.3))
     for i, metric in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), i + 1, projection='ternary')
         values = table[metric].to_numpy(dtype=float)
@@ -303,12 +303,14 @@ def plot_ternary(table: pd.DataFrame, # from `three_model_soups` (or its saved C
         if annotate:
             for a, b, c, v in zip(t, l, r, values): ax.text(a, b, c, f'{v:.0f}', fontsize=6, ha='center', va='center', color='w')
         best = values.argmax()
-        ax.scatter(t[best], l[best], r[best], marker='*', s=120, color='tab:red', zorder=3)
-        ax.set_tlabel(theta_label(weights[0][2:]), fontsize=8); ax.set_llabel(theta_label(weights[1][2:]), fontsize=8); ax.set_rlabel(theta_label(weights[2][2:]), fontsize=8)
-        ax.taxis.set_tick_params(labelsize=6); ax.laxis.set_tick_params(labelsize=6); ax.raxis.set_tick_params(labelsize=6)
-        ax.set_title(f'{metric if metric in ("clean", "union") else "ℓ_" + NORM_SYMBOLS.get(metric, metric)} (best {values.max():.1f}%)', fontsize=9, pad=22)
-        fig.colorbar(shading, ax=ax, shrink=.6, pad=.12, orientation='horizontal')
-    if title: fig.suptitle(title)
+        ax.scatter(t[best], l[best], r[best], marker='*', s=140, color='tab:red', zorder=3)
+        for axis, set_label, column in ((ax.taxis, ax.set_tlabel, weights[0]), (ax.laxis, ax.set_llabel, weights[1]), (ax.raxis, ax.set_rlabel, weights[2])):
+            set_label(theta_label(column[2:]), fontsize=9); axis.set_label_position('corner'); axis.set_tick_params(labelsize=5)
+        name = metric if metric in ('clean', 'union') else 'ℓ_' + NORM_SYMBOLS.get(metric, metric)
+        ax.set_title(f'{name} (best {values.max():.1f}%)', fontsize=9, pad=42)
+        fig.colorbar(shading, ax=ax, shrink=.6, pad=.16, orientation='horizontal')
+    fig.subplots_adjust(top=.78, bottom=.08, wspace=.45)
+    if title: fig.suptitle(title, y=.99)
     return fig
 
 # %% ../nbs/04_lp_soups.ipynb #908fb122

@@ -48,9 +48,9 @@ def test_amp_training_on_cuda_resumes_and_loads_on_cpu(tmp_path):
     seed_everything(0)
     run = lambda stop: train(create_model('small_cnn', in_chans=1).cuda(), digits['train'].head(512), threat_models('digits')['l2'], recipe,
                              val=digits['val'].head(100), out_dir=tmp_path / 'run', show_progress=False, stop_after_steps=stop)
-    run(5)
+    run(6)
     state = torch.load(tmp_path / 'run' / 'state.pt', weights_only=True)
-    assert state['step'] == 5 and state['scaler']['scale'] > 0  # the gradient scaler is live and saved
+    assert state['step'] == 6 and state['scaler']['scale'] > 0  # the gradient scaler is live and saved
     result = run(None)
     assert result.history['train_loss'].notna().all() and result.history['val_clean'].iloc[-1] > 50
     model, metadata = load_checkpoint(tmp_path / 'run' / 'best.safetensors', 'cpu')
