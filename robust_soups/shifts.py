@@ -26,7 +26,8 @@ from .lp_soups import as_models, fingerprint, theta_label
 # %% auto #0
 __all__ = ['ShiftPredictions', 'shift_predictions', 'predictions_progress', 'rank_soups', 'select_soup', 'holdout_split',
            'dataset_specific_soups', 'single_soup', 'group_accuracy', 'plot_top_soups', 'shift_table', 'to_markdown',
-           'data_efficiency', 'plot_data_efficiency', 'top_weights', 'plot_composition', 'plot_composition_grid']
+           'data_efficiency', 'plot_data_efficiency', 'top_weights', 'plot_composition', 'plot_composition_grid',
+           'imagenet_shifts']
 
 # %% ../nbs/05_shift_soups.ipynb #73481ec2
 @dataclass
@@ -326,3 +327,21 @@ def plot_composition_grid(weights: pd.DataFrame, corruptions: Sequence[str], sev
     fig.colorbar(image, ax=axes, shrink=.8, label='mean weight in the top soups')
     if title: fig.suptitle(title)
     return fig
+
+# %% ../nbs/05_shift_soups.ipynb #d4c1ac5f
+def imagenet_shifts(roots: dict[str, str | Path], # variant name (a key of `VARIANTS`) -> its folder
+                    transform=None, # image transform (default: the evaluation transform, 224 px)
+                    batch_size: int = 256, num_workers: int = 8,
+                    **options, # passed to `load_variant` (ImageNet-ReaL: labels_file)
+                   ) -> tuple[dict[str, torch.utils.data.DataLoader], dict[str, str]]:
+    "Loaders per shift and their label rules, for `shift_predictions` (ImageNet-C: one shift per corruption-severity)."
+    from robust_soups.data import VARIANTS, load_variant
+    loaders, rules = {}, {}
+    make = lambda ds: torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=num_workers)
+    for name, root in roots.items():
+        dataset = load_variant(name, root, transform, **(options if name == 'imagenet-real' else {}))
+        if isinstance(dataset, dict):
+            for (corruption, severity), ds in sorted(dataset.items()):
+                loaders[f'{name}/{corruption}-{severity}'], rules[f'{name}/{corruption}-{severity}'] = make(ds), VARIANTS[name].rule
+        else: loaders[name], rules[name] = make(dataset), VARIANTS[name].rule
+    return loaders, rules
