@@ -231,6 +231,7 @@ def plot_fronts(fronts: pd.DataFrame, # from `two_model_fronts` (or its saved CS
         p, q = rows['p'].iloc[0], rows['q'].iloc[0]
         for start, marker in zip((p, q), 'os'):
             curve = rows[rows['start'] == start].sort_values('w')
+            if curve.empty: continue
             end = q if start == p else p
             ax.plot(curve[p], curve[q], marker=marker, ms=4, label=f'w·{theta_label(start)} + (1−w)·{theta_label(ingredient_name(start, end))}')
             for w, at in ((1., theta_label(start)), (0., theta_label(ingredient_name(start, end)))):

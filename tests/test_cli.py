@@ -1,37 +1,84 @@
-"""The `robust_soups` command as a user runs it: a subprocess, from a clean working directory."""
+"""The `robust_soups` command as a user runs it: a subprocess from a clean working directory, on a tiny override
+of the demo configuration (a few epochs, a few points, one corruption)."""
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 
+TINY = ['--set', 'epochs=3', '--set', 'finetune_epochs=1', '--set', 'eval.points=60', '--set', 'eval.pair_step=0.5',
+        '--set', 'eval.simplex_step=0.5', '--set', 'eval.extrapolation=[-0.5, 1.5, 0.5]', '--set', 'shifts.corruptions=[contrast]',
+        '--set', 'shifts.severities=[3]', '--set', 'shifts.points=120', '--set', 'shifts.held_out=60', '--set', 'shifts.grid_step=0.5',
+        '--set', 'shifts.ks=[10, 30]', '--set', 'shifts.trials=5', '--no-progress']
 
-def run_cli(*args, cwd):
-    exe = shutil.which('robust_soups') or str(__import__('pathlib').Path(sys.executable).parent / 'robust_soups')
-    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+def executable(name):
+    return shutil.which(name) or str(Path(sys.executable).parent / name)
 
 
-def test_demo_end_to_end(tmp_path):
-    result = run_cli('run', 'demo', '--epochs', '3', '--points', '60', '--no-progress', '--out', 'out', cwd=tmp_path)
+def run_cli(*args, cwd, launcher=None):
+    return subprocess.run((launcher or [executable('robust_soups')]) + list(args), cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+def test_demo_end_to_end_writes_the_report_under_runs(tmp_path):
+    result = run_cli('run', 'demo', *TINY, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    out = tmp_path / 'runs' / 'demo'
+    assert [line.split()[1] for line in result.stdout.splitlines() if line.startswith('✓') and 'done' in line] == \
+        ['train', 'finetune', 'baselines', 'soups', 'shifts', 'report']
     header = next(line for line in result.stdout.splitlines() if 'union' in line and 'clean' in line)
-    assert header.split() == ['model', 'points', 'clean', 'linf', 'l2', 'l1', 'union']
-    table = pd.read_csv(tmp_path / 'out' / 'robustness.csv')
-    row = table.iloc[0]
-    assert row['points'] == 60
-    assert 0 <= row['union'] <= min(row['linf'], row['l2'], row['l1']) <= max(row['linf'], row['l2'], row['l1']) <= row['clean']
-    results = json.loads((tmp_path / 'out' / 'results.json').read_text())
-    assert results['config'] == 'demo' and results['robustness'][0]['union'] == row['union']
+    assert header.split() == ['clean', 'linf', 'l2', 'l1', 'union', 'shifts', '(mean)']
+    models = pd.read_csv(out / 'models.csv', index_col=0)
+    assert list(models.index) == ['linf', 'linf-l1', 'linf-l2', 'linf-nominal', 'max-linf-l1', 'sat-linf-l1']
+    assert (models['points'] == 60).all()
+    assert ((models['union'] <= models[['linf', 'l2', 'l1']].min(axis=1)) & (models[['linf', 'l2', 'l1']].max(axis=1) <= models['clean'])).all()
+    report = (out / 'report.md').read_text()
+    for figure in ('fronts', 'simplex', 'extrapolation', 'data_efficiency', 'composition'):
+        assert f'({figure}.png)' in report and (out / f'{figure}.png').stat().st_size > 1000, figure
+    table = pd.read_csv(out / 'table1.csv', index_col=0)
+    assert {'dataset-specific soups', 'single soup', 'θ_∞'} <= set(table.index) and table.loc['single soup', '# forward passes'] == '×1'
+    assert json.loads((out / 'config.json').read_text())['config']['eval']['points'] == 60
 
 
-def test_demo_writes_under_runs_by_default(tmp_path):
-    result = run_cli('run', 'demo', '--epochs', '1', '--points', '10', '--no-progress', cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / 'runs' / 'demo' / 'results.json').is_file()
-
-
-def test_unknown_config_is_a_clear_error(tmp_path):
+def test_clear_errors(tmp_path):
     result = run_cli('run', 'imagenet-xl', cwd=tmp_path)
-    assert result.returncode == 2
-    assert "invalid choice: 'imagenet-xl'" in result.stderr and 'demo' in result.stderr
+    assert result.returncode == 2 and "Unknown configuration 'imagenet-xl'; shipped: cifar10, cifar10-subset, demo, imagenet" in result.stderr
+    result = run_cli('run', 'demo', '--set', 'eval.pionts=3', cwd=tmp_path)
+    assert result.returncode == 2 and "Unknown configuration key 'eval.pionts'; valid keys:" in result.stderr
+    result = run_cli('run', 'cifar10', '--set', 'requires_gpu=false', cwd=tmp_path)
+    assert result.returncode == 2 and 'needs --data-root PATH: download the official CIFAR-10' in result.stderr
+    result = run_cli('run', 'demo', '--force', 'training', cwd=tmp_path)
+    assert result.returncode == 2 and "invalid choice: 'training'" in result.stderr
+
+
+def test_sigkill_mid_run_then_resume_recomputes_nothing_finished(tmp_path):
+    (tmp_path / 'whole').mkdir(); (tmp_path / 'killed').mkdir()
+    whole = run_cli('run', 'demo', *TINY, '--out', 'out', cwd=tmp_path / 'whole')
+    assert whole.returncode == 0, whole.stderr
+    process = subprocess.Popen([executable('robust_soups'), 'run', 'demo', *TINY, '--out', 'out'], cwd=tmp_path / 'killed',
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stages = tmp_path / 'killed' / 'out' / 'stages'
+    deadline = time.time() + 600
+    while not list(stages.glob('finetune-*/done.json')) and time.time() < deadline and process.poll() is None: time.sleep(.05)
+    process.send_signal(signal.SIGKILL); process.wait()
+    assert list(stages.glob('finetune-*/done.json')) and not list(stages.glob('report-*/done.json')), 'killed too late to test resuming'
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in stages.glob('*/done.json')}
+    resumed = run_cli('run', 'demo', *TINY, '--out', 'out', cwd=tmp_path / 'killed')
+    assert resumed.returncode == 0, resumed.stderr
+    skipped = [line.split()[1] for line in resumed.stdout.splitlines() if 'skipped' in line]
+    assert skipped[:2] == ['train', 'finetune'] and 'report' not in skipped
+    assert all((stages / name / 'done.json').stat().st_mtime_ns == t for name, t in finished.items())  # finished stages untouched
+    for table in ('models.csv', 'fronts.csv', 'table1.csv', 'efficiency.csv'):
+        assert (tmp_path / 'killed' / 'out' / table).read_bytes() == (tmp_path / 'whole' / 'out' / table).read_bytes(), table
+
+
+def test_torchrun_two_processes(tmp_path):
+    result = run_cli('run', 'demo', *TINY, '--set', 'model_kwargs={in_chans: 1, norm: group}', '--out', 'out', cwd=tmp_path,
+                     launcher=[executable('torchrun'), '--standalone', '--nproc_per_node=2', '-m', 'robust_soups'])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count('Summary') == 1  # rank 0 reports
+    assert (tmp_path / 'out' / 'report.md').is_file()

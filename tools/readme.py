@@ -19,6 +19,8 @@ def render_readme(out_dir: Path = ROOT) -> Path:
     "Write README.md and README_files/ into `out_dir`; return the README's path."
     notebook = nbformat.read(ROOT / 'nbs' / 'index.ipynb', as_version=4)
     notebook.cells = [c for c in notebook.cells if not c.source.lstrip().startswith('#| hide')]
+    for cell in notebook.cells:  # directives such as `#| slow` are for nbdev, not for readers
+        if cell.cell_type == 'code': cell.source = '\n'.join(l for l in cell.source.splitlines() if not l.startswith('#|'))
     body, resources = MarkdownExporter().from_notebook_node(notebook, resources={'output_files_dir': 'README_files'})
     FilesWriter(build_directory=str(out_dir)).write(body, resources, notebook_name='README')
     return Path(out_dir) / 'README.md'
