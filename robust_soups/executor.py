@@ -26,9 +26,9 @@ from .threats import threat_models
 
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_INPUTS', 'DATA_SOURCES', 'STAGE_FUNCTIONS', 'available_configs', 'parse_override', 'load_config',
-           'stage_keys', 'ConfigError', 'check_runnable', 'Context', 'load_data', 'stage_train', 'stage_finetune',
-           'stage_baselines', 'stage_soups', 'stage_shifts', 'stage_report', 'run_pipeline', 'summary_table',
-           'format_table', 'parse_args', 'main']
+           'stage_keys', 'ConfigError', 'check_runnable', 'Context', 'load_data', 'imagenet_transform',
+           'imagenet_eval_points', 'stage_train', 'stage_finetune', 'stage_baselines', 'stage_soups', 'stage_shifts',
+           'stage_report', 'run_pipeline', 'summary_table', 'format_table', 'parse_args', 'main']
 
 # %% ../nbs/90_executor.ipynb #bfbd9168
 STAGES = ('train', 'finetune', 'baselines', 'soups', 'shifts', 'report')
@@ -69,11 +69,11 @@ def load_config(name: str, # a shipped configuration (see `available_configs`) o
 
 # %% ../nbs/90_executor.ipynb #46167bd2
 STAGE_INPUTS = {  # configuration entries each stage reads, and the stages it builds on
-    'train': (['dataset', 'model', 'model_kwargs', 'seed', 'base', 'recipe', 'epochs'], []),
+    'train': (['dataset', 'model', 'model_kwargs', 'seed', 'base', 'recipe', 'epochs', 'checkpoints'], []),
     'finetune': (['targets', 'finetune_recipe', 'finetune_epochs'], ['train']),
     'baselines': (['baselines', 'finetune_recipe', 'finetune_epochs'], ['train']),
-    'soups': (['eval'], ['train', 'finetune', 'baselines']),
-    'shifts': (['shifts'], ['train', 'finetune']),
+    'soups': (['eval', 'image_size'], ['train', 'finetune', 'baselines']),
+    'shifts': (['shifts', 'image_size'], ['train', 'finetune']),
     'report': ([], ['soups', 'shifts']),
 }
 
@@ -90,7 +90,7 @@ def stage_keys(config: dict) -> dict[str, str]:
 DATA_SOURCES = {
     'cifar10': 'the official CIFAR-10 python version (cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html), '
                'unpacked so that PATH/cifar-10-batches-py/data_batch_1 exists',
-    'imagenet': 'ILSVRC-2012 (https://image-net.org) as PATH/train/<wnid>/*.JPEG and PATH/val/<wnid>/*.JPEG, with the variants '
+    'imagenet': 'ILSVRC-2012 (https://image-net.org) as PATH/val/<wnid>/*.JPEG, with the variants '
                 '(imagenet-real, imagenet-v2, imagenet-a, imagenet-r, imagenet-sketch, conflict-stimuli, imagenet-c) as folders beside them',
     'cifar10-subset': "the project's shared file cifar10_subset.npz (pass --data-root PATH/cifar10_subset.npz or set ROBUST_SOUPS_SHARED_DATA)",
 }
@@ -108,8 +108,13 @@ def check_runnable(config: dict) -> None:
         raise ConfigError(f"Configuration {config['name']!r} needs --data-root PATH: download {DATA_SOURCES[dataset]}.")
     if dataset == 'cifar10' and not (Path(root) / 'cifar-10-batches-py').is_dir() and not (Path(root) / 'data_batch_1').is_file():
         raise ConfigError(f'No CIFAR-10 at {root}: download {DATA_SOURCES["cifar10"]}.')
-    if dataset == 'imagenet' and not (Path(root) / 'train').is_dir():
-        raise ConfigError(f'No ImageNet at {root} (no train/ folder): download {DATA_SOURCES["imagenet"]}.')
+    if dataset == 'imagenet' and not (Path(root) / 'val').is_dir():
+        raise ConfigError(f'No ImageNet at {root} (no val/ folder): download {DATA_SOURCES["imagenet"]}.')
+    if dataset == 'imagenet' and not config.get('checkpoints'):
+        raise ConfigError('The executor does not train on ImageNet: train θ_∞ and its fine-tunes with robust_soups.training on your '
+                          'cluster and pass their folder with --set checkpoints=FOLDER (linf.safetensors, linf-l2.safetensors, ...).')
+    if config.get('checkpoints') and not Path(config['checkpoints']).is_dir():
+        raise ConfigError(f"No checkpoint folder at {config['checkpoints']}.")
     if dataset == 'cifar10-subset' and not (Path(root) if root else shared_data_path('cifar10_subset.npz')):
         raise ConfigError(f'The CIFAR-10 subset was not found: {DATA_SOURCES["cifar10-subset"]}.')
     if dataset == 'cifar10-subset' and root and not Path(root).is_file():
@@ -149,8 +154,33 @@ def load_data(config: dict) -> dict:
     if dataset == 'digits': return load_digits_splits(config['seed'])
     if dataset == 'cifar10-subset': return load_cifar10_subset(root or shared_data_path('cifar10_subset.npz'))
     if dataset == 'cifar10': return load_cifar10(root)
-    raise ConfigError(f"Dataset {dataset!r} is not held in memory: ImageNet training streams from folders, which this executor does not do yet; "
-                      "train the ingredients with robust_soups.training on your cluster and use robust_soups.shifts on their checkpoints.")
+    if dataset == 'imagenet': return {'test': imagenet_eval_points(config)}
+    raise ConfigError(f"Unknown dataset {dataset!r}; expected digits, cifar10-subset, cifar10 or imagenet.")
+
+def imagenet_transform(config: dict):
+    from robust_soups.data import imagenet_eval_transform
+    size = config.get('image_size') or 224
+    return imagenet_eval_transform(size, round(size * 256 / 224))
+
+def imagenet_eval_points(config: dict):
+    "`eval.points` ImageNet validation images drawn at random (seeded), held in memory for the attacks."
+    from robust_soups.data import Split, load_variant
+    dataset = load_variant('imagenet', Path(config['data_root']) / 'val', imagenet_transform(config))
+    n = min(config['eval']['points'] or len(dataset), len(dataset))
+    chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config['seed']))[:n].sort().values
+    items = [dataset[int(i)] for i in chosen]
+    return Split(torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items]))
+
+def _imported(ctx: 'Context', stage: str, name: str, required: bool = True) -> bool:
+    "With `checkpoints` set: copy CHECKPOINTS/NAME.safetensors into the stage folder and say so (a missing optional one is skipped)."
+    root = ctx.config.get('checkpoints')
+    if not root: return False
+    source = Path(root) / f'{name}.safetensors'
+    if not source.is_file():
+        if required: raise ConfigError(f'No {source}: with checkpoints set, every ingredient is read from that folder as NAME.safetensors.')
+        return True
+    atomic_write_bytes(ctx.folders[stage] / name / 'best.safetensors', source.read_bytes())
+    return True
 
 def _recipe(name: str, epochs):
     from robust_soups.training import get_recipe
@@ -162,6 +192,7 @@ def stage_train(ctx: Context) -> dict:
     from robust_soups.models import create_model
     from robust_soups.training import train
     c = ctx.config
+    if _imported(ctx, 'train', c['base']): return {'models': [c['base']], 'imported': True}
     seed_everything(c['seed'])
     model = create_model(c['model'], **(c.get('model_kwargs') or {}))
     result = train(model, ctx.data['train'], ctx.threats()[c['base']], _recipe(c['recipe'], c['epochs']), val=ctx.data.get('val'),
@@ -176,10 +207,11 @@ def stage_finetune(ctx: Context) -> dict:
     parent, names = ctx.folders['train'] / c['base'] / 'best.safetensors', []
     for q in c['targets']:
         name = ingredient_name(c['base'], q)
+        names.append(name)
+        if _imported(ctx, 'finetune', name): continue
         recipe = c['finetune_recipe'] if c['finetune_epochs'] is None else _recipe(c['finetune_recipe'], c['finetune_epochs'])
         finetune(parent, threats[q], ctx.data['train'], recipe, val=ctx.data.get('val'), out_dir=ctx.folders['finetune'] / name,
                  seed=c['seed'], device=ctx.device, show_progress=ctx.show_progress)
-        names.append(name)
     return {'models': names}
 
 def stage_baselines(ctx: Context) -> dict:
@@ -191,6 +223,9 @@ def stage_baselines(ctx: Context) -> dict:
     for norms in c['baselines']:
         for mode in ('max', 'sat'):
             name = baseline_name(mode, norms)
+            if _imported(ctx, 'baselines', name, required=False):
+                if (ctx.folders['baselines'] / name).is_dir(): names.append(name)
+                continue
             finetune(parent, [threats[n] for n in norms], ctx.data['train'], _recipe(c['finetune_recipe'], c['finetune_epochs']), mode=mode,
                      val=ctx.data.get('val'), out_dir=ctx.folders['baselines'] / name, seed=c['seed'], device=ctx.device, show_progress=ctx.show_progress)
             names.append(name)
@@ -234,23 +269,27 @@ def stage_shifts(ctx: Context) -> dict:
     from robust_soups.lp_soups import theta_label
     from robust_soups.soups import affine_grid
     c, s, folder = ctx.config, ctx.config['shifts'], ctx.folders['shifts']
-    test = ctx.data['test'] if s['points'] is None else ctx.data['test'].head(s['points'])
-    shifts = {'clean': test, **{f'{k}-{v}': split for (k, v), split in corruption_shifts(test, s['corruptions'], s['severities'], seed=c['seed'],
-                                                                                          cache_dir=folder / 'corruptions', show_progress=ctx.show_progress).items()}}
+    if c['dataset'] == 'imagenet': shifts, rules, groups, data_key = _imagenet_shifts(ctx)
+    else:
+        test = ctx.data['test'] if s['points'] is None else ctx.data['test'].head(s['points'])
+        shifts = {'clean': test, **{f'{k}-{v}': split for (k, v), split in corruption_shifts(test, s['corruptions'], s['severities'], seed=c['seed'],
+                                                                                              cache_dir=folder / 'corruptions', show_progress=ctx.show_progress).items()}}
+        rules, data_key = None, None
+        groups = {'clean': ['clean'], **{f'severity {v}': [f'{k}-{v}' for k in s['corruptions']] for v in s['severities']}}
     paths = ctx.checkpoints()
     names = [c['base']] + [f"{c['base']}-{q}" for q in c['targets']]
     ingredients = {n: paths[n] for n in names}
     ensembles = [tuple(names)] + ([(c['base'], f"{c['base']}-nominal")] if 'nominal' in c['targets'] else [])
     grid = affine_grid(len(names), -.4, 1.4, s['grid_step'])
     grid += [w for w in (tuple(float(i == j) for j in range(len(names))) for i in range(len(names))) if w not in grid]  # each ingredient alone
-    predictions = shift_predictions(ingredients, shifts, grid, ensembles=ensembles,
+    predictions = shift_predictions(ingredients, shifts, grid, ensembles=ensembles, rules=rules, data_key=data_key,
                                     path=folder / 'flags.safetensors', batch_size=1024, device=ctx.device, show_progress=ctx.show_progress)
-    pool, held = holdout_split(len(test), s['held_out'], seed=c['seed'])
-    groups = {'clean': ['clean'], **{f'severity {v}': [f'{k}-{v}' for k in s['corruptions']] for v in s['severities']}}
+    sizes = set(predictions.shifts.values())
+    pool, held = holdout_split(sizes.pop() if len(sizes) == 1 else predictions.shifts, s['held_out'], seed=c['seed'])
     table = shift_table(predictions, pool, held, groups)
     atomic_write_bytes(folder / 'table1.csv', table.to_csv().encode())
     atomic_write_bytes(folder / 'table1.md', to_markdown(table).encode())
-    ks = [k for k in s['ks'] if k <= len(pool)]
+    ks = [k for k in s['ks'] if k <= min(len(p) for p in (pool.values() if isinstance(pool, dict) else [pool]))]
     efficiency = data_efficiency(predictions, pool, held, ks, s['trials'], seed=c['seed'])
     efficiency['group'] = efficiency['shift'].map({x: g for g, xs in groups.items() for x in xs})
     atomic_write_bytes(folder / 'efficiency.csv', efficiency.to_csv(index=False).encode())
@@ -261,6 +300,20 @@ def stage_shifts(ctx: Context) -> dict:
                  'best soup on held-out (oracle)': {g: float(np.mean([predictions.accuracy(x, held).max().item() for x in xs])) for g, xs in groups.items()}}
     atomic_write_json(folder / 'references.json', reference)
     return {'soups': len(predictions.grid), 'shifts': len(shifts), 'points': int(predictions.correct.shape[1])}
+
+# %% ../nbs/90_executor.ipynb #eb84549c
+def _imagenet_shifts(ctx: Context):
+    "ImageNet val and every variant found beside it: loaders, label rules, groups (ImageNet-C by severity) and a data key."
+    from robust_soups.data import VARIANTS
+    from robust_soups.shifts import imagenet_shifts
+    root = Path(ctx.config['data_root'])
+    roots = {'imagenet': root / 'val', **{v: root / v for v in VARIANTS if v != 'imagenet' and (root / v).is_dir()}}
+    options = {'labels_file': root / 'real.json'} if (root / 'real.json').is_file() else {}
+    loaders, rules = imagenet_shifts(roots, imagenet_transform(ctx.config), batch_size=256,
+                                     num_workers=0 if ctx.device.type == 'cpu' else min(8, os.cpu_count() or 1), **options)
+    groups = {}
+    for name in loaders: groups.setdefault(f"imagenet-c severity {name.rsplit('-', 1)[1]}" if name.startswith('imagenet-c/') else name, []).append(name)
+    return loaders, rules, groups, json.dumps({'roots': sorted(map(str, roots.values())), 'image_size': ctx.config.get('image_size')})
 
 # %% ../nbs/90_executor.ipynb #be929c39
 def _save(fig, path: Path) -> str:

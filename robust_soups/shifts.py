@@ -49,8 +49,9 @@ class ShiftPredictions:
             start += n
 
     def flags(self, shift: str, points=None) -> torch.Tensor:
-        "Soup correctness (soups, points) on `shift`, restricted to point indices `points` if given."
+        "Soup correctness (soups, points) on `shift`, restricted to point indices `points` (or `points[shift]` for a dict) if given."
         block = self.correct[:, self.span(shift)]
+        if isinstance(points, dict): points = points[shift]
         return block if points is None else block[:, torch.as_tensor(points)]
 
     def accuracy(self, shift: str, points=None) -> torch.Tensor:
@@ -60,6 +61,7 @@ class ShiftPredictions:
     def ensemble_accuracy(self, shift: str, points=None) -> torch.Tensor:
         "Accuracy (%) of every ensemble on `shift` (on `points` only, if given)."
         block = self.ensemble_correct[:, self.span(shift)]
+        if isinstance(points, dict): points = points[shift]
         return 100 * (block if points is None else block[:, torch.as_tensor(points)]).float().mean(1)
 
     def ingredient_index(self, name: str) -> int:
@@ -182,10 +184,13 @@ def select_soup(ingredients: dict[str, nn.Module | str | Path], # models (or che
     return pd.DataFrame([dict(zip(predictions.names, predictions.grid[i]), soup=int(i), adaptation_accuracy=accuracy[i].item()) for i in best])
 
 # %% ../nbs/05_shift_soups.ipynb #1a404bb0
-def holdout_split(n: int, # points per shift (the same clean images under every shift)
+def holdout_split(n: int | dict[str, int], # points per shift (the same clean images under every shift), or a size per shift
                   held_out: int = 500, # points kept for evaluation
                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    "(adaptation pool, held-out) point indices, disjoint, drawn once and shared by every shift."
+    "(adaptation pool, held-out) point indices, disjoint: shared by every shift, or one pair of dicts by shift for sizes by shift."
+    if isinstance(n, dict):
+        splits = {shift: holdout_split(size, min(held_out, size // 2), seed) for shift, size in n.items()}
+        return {k: v[0] for k, v in splits.items()}, {k: v[1] for k, v in splits.items()}
     if not 0 < held_out < n: raise ValueError(f'Cannot hold out {held_out} of {n} points.')
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[held_out:].sort().values, order[:held_out].sort().values
@@ -262,13 +267,13 @@ def data_efficiency(predictions: ShiftPredictions, pool: torch.Tensor, held: tor
                     trials: int = 50, seed: int = 0,
                     shifts: Sequence[str] | None = None) -> pd.DataFrame:
     "Held-out accuracy of the soup selected on k random adaptation points: one row per shift, k and trial."
-    if max(ks) > len(pool): raise ValueError(f'k = {max(ks)} exceeds the adaptation pool of {len(pool)} points.')
     generator = torch.Generator().manual_seed(seed)
     rows = []
     for shift in (list(predictions.shifts) if shifts is None else shifts):
         pool_flags, held_accuracy = predictions.flags(shift, pool).float(), predictions.accuracy(shift, held)
+        if max(ks) > pool_flags.shape[1]: raise ValueError(f'k = {max(ks)} exceeds the adaptation pool of {pool_flags.shape[1]} points of {shift}.')
         for k in ks:
-            draws = torch.stack([torch.randperm(len(pool), generator=generator)[:k] for _ in range(trials)])  # (trials, k)
+            draws = torch.stack([torch.randperm(pool_flags.shape[1], generator=generator)[:k] for _ in range(trials)])  # (trials, k)
             scores = pool_flags[:, draws].mean(-1)  # (soups, trials)
             chosen = torch.stack([rank_soups(scores[:, t], 1)[0] for t in range(trials)])
             rows += [{'shift': shift, 'k': k, 'trial': t, 'soup': int(c), 'held_out': held_accuracy[c].item()} for t, c in enumerate(chosen)]
