@@ -23,7 +23,7 @@ from .data import Split
 from .threats import ThreatModel
 from .models import create_model, load_checkpoint
 from .attacks import as_threat_dict, evaluate_robustness
-from .training import finetune, train
+from .training import Recipe, finetune, train
 from .soups import SoupEvaluator, pair_grid, simplex_grid, state_of
 
 # %% auto #0
@@ -65,8 +65,8 @@ def train_ingredients(architecture: str, # a registered architecture, see `creat
                       threats: dict[str, ThreatModel], # threat models by norm name (include 'nominal' to fine-tune to it)
                       out_dir: str | Path, # one folder per model goes here
                       *,
-                      recipe: str, # recipe of the base models, e.g. 'cifar10-subset'
-                      finetune_recipe: str, # recipe of the fine-tunes and baselines, e.g. 'cifar10-subset-finetune'
+                      recipe: str | Recipe, # recipe of the base models, e.g. 'cifar10-subset'
+                      finetune_recipe: str | Recipe, # recipe of the fine-tunes and baselines, e.g. 'cifar10-subset-finetune'
                       bases: Sequence[str] = ('linf', 'l2', 'l1'), # norms to train base models for
                       targets: Sequence[str] | None = None, # norms to fine-tune each base to (default: every threat in `threats`)
                       baselines: Sequence[Sequence[str]] = (), # norm sets for MAX and SAT, e.g. [('linf', 'l1')]

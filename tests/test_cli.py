@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 TINY = ['--set', 'epochs=3', '--set', 'finetune_epochs=1', '--set', 'eval.points=60', '--set', 'eval.pair_step=0.5',
         '--set', 'eval.simplex_step=0.5', '--set', 'eval.extrapolation=[-0.5, 1.5, 0.5]', '--set', 'shifts.corruptions=[contrast]',
@@ -24,10 +25,16 @@ def run_cli(*args, cwd, launcher=None):
     return subprocess.run((launcher or [executable('robust_soups')]) + list(args), cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
-def test_demo_end_to_end_writes_the_report_under_runs(tmp_path):
-    result = run_cli('run', 'demo', *TINY, cwd=tmp_path)
+@pytest.fixture(scope='module')
+def demo_run(tmp_path_factory):
+    "One uninterrupted run of the tiny demo (default output folder), shared by the tests below."
+    cwd = tmp_path_factory.mktemp('demo')
+    return run_cli('run', 'demo', *TINY, cwd=cwd), cwd / 'runs' / 'demo'
+
+
+def test_demo_end_to_end_writes_the_report_under_runs(demo_run):
+    result, out = demo_run
     assert result.returncode == 0, result.stderr
-    out = tmp_path / 'runs' / 'demo'
     assert [line.split()[1] for line in result.stdout.splitlines() if line.startswith('✓') and 'done' in line] == \
         ['train', 'finetune', 'baselines', 'soups', 'shifts', 'report']
     header = next(line for line in result.stdout.splitlines() if 'union' in line and 'clean' in line)
@@ -55,9 +62,9 @@ def test_clear_errors(tmp_path):
     assert result.returncode == 2 and "invalid choice: 'training'" in result.stderr
 
 
-def test_sigkill_mid_run_then_resume_recomputes_nothing_finished(tmp_path):
-    (tmp_path / 'whole').mkdir(); (tmp_path / 'killed').mkdir()
-    whole = run_cli('run', 'demo', *TINY, '--out', 'out', cwd=tmp_path / 'whole')
+def test_sigkill_mid_run_then_resume_recomputes_nothing_finished(tmp_path, demo_run):
+    (tmp_path / 'killed').mkdir()
+    whole, whole_out = demo_run
     assert whole.returncode == 0, whole.stderr
     process = subprocess.Popen([executable('robust_soups'), 'run', 'demo', *TINY, '--out', 'out'], cwd=tmp_path / 'killed',
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -73,7 +80,7 @@ def test_sigkill_mid_run_then_resume_recomputes_nothing_finished(tmp_path):
     assert skipped[:2] == ['train', 'finetune'] and 'report' not in skipped
     assert all((stages / name / 'done.json').stat().st_mtime_ns == t for name, t in finished.items())  # finished stages untouched
     for table in ('models.csv', 'fronts.csv', 'table1.csv', 'efficiency.csv'):
-        assert (tmp_path / 'killed' / 'out' / table).read_bytes() == (tmp_path / 'whole' / 'out' / table).read_bytes(), table
+        assert (tmp_path / 'killed' / 'out' / table).read_bytes() == (whole_out / table).read_bytes(), table
 
 
 def test_torchrun_two_processes(tmp_path):

@@ -18,7 +18,7 @@ def test_version_matches_settings(root):
     assert robust_soups.__version__ == settings(root)['version']
 
 
-@pytest.mark.parametrize('module', ['core', 'data', 'models', 'threats', 'attacks', 'training', 'soups', 'lp_soups', 'shifts', 'executor'])
+@pytest.mark.parametrize('module', ['core', 'data', 'models', 'threats', 'attacks', 'training', 'soups', 'lp_soups', 'shifts', 'learned', 'executor'])
 def test_modules_import(module):
     importlib.import_module(f'robust_soups.{module}')
 
