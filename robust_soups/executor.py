@@ -9,7 +9,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -234,22 +233,17 @@ def stage_baselines(ctx: Context) -> dict:
 # %% ../nbs/90_executor.ipynb #7ef69ddd
 def stage_soups(ctx: Context) -> dict:
     "l_p robustness of every model, of w·θ_base + (1−w)·θ_base→q, of the simplex and of the extrapolation."
-    from robust_soups.lp_soups import evaluate_models, evaluate_soup_grid, ingredient_name, three_model_soups, extrapolation_curve
-    from robust_soups.soups import pair_grid
+    from robust_soups.lp_soups import evaluate_models, extrapolation_curve, front_curve, three_model_soups
     c, e, folder = ctx.config, ctx.config['eval'], ctx.folders['soups']
     threats = ctx.threats(nominal=False)
     test = ctx.data['test'] if e['points'] is None else ctx.data['test'].head(e['points'])
     paths, cache = ctx.checkpoints(), folder / 'cache'
     common = dict(preset=e['preset'], seed=c['seed'], device=ctx.device)
     results = {'models': evaluate_models(paths, test, threats, cache_dir=cache, show_progress=ctx.show_progress, **common)}
-    curves, p = [], c['base']
-    for q in [t for t in c['targets'] if t in threats]:
-        table = evaluate_soup_grid({p: paths[p], ingredient_name(p, q): paths[ingredient_name(p, q)]}, pair_grid(e['pair_step']), test,
-                                   {p: threats[p], q: threats[q]}, path=cache / f'front-{p}-{q}.csv', show_progress=ctx.show_progress, **common)
-        pair = tuple(n for n in threats if n in (p, q))
-        curves.append(pd.DataFrame({'pair': '-'.join(pair), 'p': pair[0], 'q': pair[1], 'start': p, 'w': table[f'w:{p}'],
-                                    'clean': table['clean'], p: table[p], q: table[q]}))
-    results['fronts'] = pd.concat(curves, ignore_index=True)
+    p = c['base']
+    pairs = [tuple(n for n in threats if n in (p, q)) for q in c['targets'] if q in threats]  # in the plot's axis order
+    results['fronts'] = pd.concat([front_curve(paths, test, threats, pair, p, step=e['pair_step'], cache_dir=cache, show_progress=ctx.show_progress, **common)
+                                   for pair in pairs], ignore_index=True)
     others = [t for t in c['targets'] if t in threats]
     if len(others) == 2:
         results['simplex'] = three_model_soups(paths, test, threats, p, step=e['simplex_step'], cache_dir=cache, show_progress=ctx.show_progress, **common)
@@ -318,15 +312,16 @@ def _imagenet_shifts(ctx: Context):
 # %% ../nbs/90_executor.ipynb #be929c39
 def _save(fig, path: Path) -> str:
     import io
+    import matplotlib.pyplot as plt
     buffer = io.BytesIO(); fig.savefig(buffer, format='png', dpi=110, bbox_inches='tight')
     atomic_write_bytes(path, buffer.getvalue())
-    __import__('matplotlib.pyplot').pyplot.close(fig)
+    plt.close(fig)
     return path.name
 
 def stage_report(ctx: Context) -> dict:
     "PNG figures, CSV tables and report.md in the output folder, from the saved stage results."
     import matplotlib
-    matplotlib.use('Agg', force=True) if 'ipykernel' not in sys.modules else None
+    if 'ipykernel' not in sys.modules: matplotlib.use('Agg', force=True)  # files only, no window
     from robust_soups.lp_soups import plot_extrapolation, plot_fronts, plot_ternary, theta_label
     from robust_soups.shifts import plot_composition_grid, plot_data_efficiency, to_markdown
     c, out, soups, shifts = ctx.config, ctx.out, ctx.folders['soups'], ctx.folders['shifts']

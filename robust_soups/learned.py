@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -185,8 +185,9 @@ def greedy_soup(ingredients: dict[str, nn.Module | str | Path], x: torch.Tensor,
         passes += len(x)
         return right / len(x)
     one_hot = lambda i: [float(i == j) for j in range(n)]
-    order = sorted(range(n), key=lambda i: -accuracy(one_hot(i)))
-    chosen, best = [order[0]], accuracy(one_hot(order[0]))
+    alone = [accuracy(one_hot(i)) for i in range(n)]
+    order = sorted(range(n), key=lambda i: -alone[i])
+    chosen, best = [order[0]], alone[order[0]]
     for i in order[1:]:
         trial = chosen + [i]
         score = accuracy([trial.count(j) / len(trial) for j in range(n)])

@@ -28,8 +28,9 @@ from .soups import SoupEvaluator, pair_grid, simplex_grid, state_of
 
 # %% auto #0
 __all__ = ['NORM_SYMBOLS', 'ingredient_name', 'baseline_name', 'theta_label', 'train_ingredients', 'fingerprint', 'as_models',
-           'evaluate_soup_grid', 'evaluate_models', 'front_pairs', 'two_model_fronts', 'plot_fronts', 'front_summary',
-           'three_model_soups', 'best_soup', 'plot_ternary', 'extrapolation_curve', 'plot_extrapolation']
+           'evaluate_soup_grid', 'evaluate_models', 'front_pairs', 'front_curve', 'two_model_fronts', 'plot_fronts',
+           'front_summary', 'three_model_soups', 'best_soup', 'plot_ternary', 'extrapolation_curve',
+           'plot_extrapolation']
 
 # %% ../nbs/04_lp_soups.ipynb #19cc020d
 NORM_SYMBOLS = {'linf': '∞', 'l2': '2', 'l1': '1', 'nominal': 'nominal'}
@@ -199,6 +200,20 @@ def _pick(ingredients: dict, names: Sequence[str]) -> dict:
     if missing: raise KeyError(f"Missing models {missing}; given: {', '.join(ingredients)}. Train them with `train_ingredients`.")
     return {n: ingredients[n] for n in names}
 
+def front_curve(ingredients: dict[str, nn.Module | str | Path], # models by name ('linf', 'linf-l2', ...)
+                data, threats: dict[str, ThreatModel], # threat models by norm name
+                pair: tuple[str, str], # (p, q), in the order of the plot's axes
+                start: str, # p or q: the curve is w·θ_start + (1−w)·θ_start→other
+                *, step: float = .1, cache_dir: str | Path | None = None, **kwargs) -> pd.DataFrame:
+    "One curve of a front: rows with pair, p, q, start, w, clean, l_p and l_q accuracy."
+    p, q = pair
+    end = q if start == p else p
+    models = _pick(ingredients, [ingredient_name(start), ingredient_name(start, end)])
+    path = None if cache_dir is None else Path(cache_dir) / f'front-{start}-{end}.csv'
+    table = evaluate_soup_grid(models, pair_grid(step), data, {p: threats[p], q: threats[q]}, path=path, **kwargs)
+    return pd.DataFrame({'pair': f'{p}-{q}', 'p': p, 'q': q, 'start': start, 'w': table[f'w:{start}'],
+                         'clean': table['clean'], p: table[p], q: table[q]})
+
 def two_model_fronts(ingredients: dict[str, nn.Module | str | Path], # models by name ('linf', 'linf-l2', ...)
                      data, threats: dict[str, ThreatModel], # threat models by norm name
                      *,
@@ -209,14 +224,7 @@ def two_model_fronts(ingredients: dict[str, nn.Module | str | Path], # models by
                     ) -> pd.DataFrame:
     "For each pair (p, q): w·θ_p + (1−w)·θ_p→q and w·θ_q + (1−w)·θ_q→p; rows: pair, start, w, clean, l_p and l_q accuracy."
     pairs = front_pairs([n for n in threats if n != 'nominal']) if pairs is None else pairs
-    curves = []
-    for p, q in pairs:
-        for start, end in ((p, q), (q, p)):
-            models = _pick(ingredients, [ingredient_name(start), ingredient_name(start, end)])
-            path = None if cache_dir is None else Path(cache_dir) / f'front-{start}-{end}.csv'
-            table = evaluate_soup_grid(models, pair_grid(step), data, {p: threats[p], q: threats[q]}, path=path, **kwargs)
-            curves.append(pd.DataFrame({'pair': f'{p}-{q}', 'p': p, 'q': q, 'start': start, 'w': table[f'w:{start}'],
-                                        'clean': table['clean'], p: table[p], q: table[q]}))
+    curves = [front_curve(ingredients, data, threats, pair, start, step=step, cache_dir=cache_dir, **kwargs) for pair in pairs for start in pair]
     return pd.concat(curves, ignore_index=True)
 
 # %% ../nbs/04_lp_soups.ipynb #a8e49c9f
@@ -260,7 +268,7 @@ def front_summary(fronts: pd.DataFrame) -> pd.DataFrame:
         best = curve.loc[worst.idxmax()]
         ends_worst = max(min(at(w)[p], at(w)[q]) for w in (0., 1.))
         rows.append({'curve': f'w·{theta_label(start)} + (1−w)·{theta_label(ingredient_name(start, end))}',
-                     f'w=1: ℓ_p / ℓ_q': f'{at(1.)[p]:.1f} / {at(1.)[q]:.1f}', f'w=0: ℓ_p / ℓ_q': f'{at(0.)[p]:.1f} / {at(0.)[q]:.1f}',
+                     'w=1: ℓ_p / ℓ_q': f'{at(1.)[p]:.1f} / {at(1.)[q]:.1f}', 'w=0: ℓ_p / ℓ_q': f'{at(0.)[p]:.1f} / {at(0.)[q]:.1f}',
                      'best w': best['w'], 'best: ℓ_p / ℓ_q': f'{best[p]:.1f} / {best[q]:.1f}', 'pair (p, q)': f'({NORM_SYMBOLS[p]}, {NORM_SYMBOLS[q]})',
                      'inside beats both ends': bool(0 < best['w'] < 1 and min(best[p], best[q]) > ends_worst)})
     return pd.DataFrame(rows).set_index('curve')

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -103,6 +104,7 @@ def shift_predictions(ingredients: dict[str, nn.Module | str | Path], # models (
                       path: str | Path | None = None, # .safetensors file to resume from and save to
                       data_key: str | None = None, # what identifies the data in the record (default: a hash of the points)
                       batch_size: int = 1024,
+                      save_every: float = 60., # seconds between saves of the file (and one at the end)
                       device: str | torch.device | None = None, # default: the best available
                       show_progress: bool = True,
                      ) -> ShiftPredictions:
@@ -139,6 +141,7 @@ def shift_predictions(ingredients: dict[str, nn.Module | str | Path], # models (
                                                          'record': torch.frombuffer(bytearray(meta), dtype=torch.uint8)}))
 
     evaluator = SoupEvaluator(list(models.values()), copy.deepcopy(next(iter(models.values()))))
+    last_save, saved_upto = time.monotonic(), done
     with eval_mode(evaluator.model), progress(total=total, initial=done, enabled=show_progress, desc=f'{len(grid)} soups', unit='pt') as bar:
         for shift, offset, x, y in _stream(shifts, batch_size):
             if offset + len(y) <= done: continue
@@ -152,7 +155,8 @@ def shift_predictions(ingredients: dict[str, nn.Module | str | Path], # models (
                     ensemble_correct[j, cols] = correct_predictions(mean.log(), y, rule).cpu()
             done = offset + len(y)
             bar.update(len(y))
-            if path is not None: save()
+            if path is not None and time.monotonic() - last_save >= save_every: save(); last_save, saved_upto = time.monotonic(), done
+    if path is not None and (saved_upto < done or not Path(path).is_file()): save()
     return ShiftPredictions(names, grid, sizes, correct, ensembles, ensemble_correct)
 
 # %% ../nbs/05_shift_soups.ipynb #279adcee
