@@ -26,8 +26,9 @@ from .threats import threat_models
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_INPUTS', 'DATA_SOURCES', 'STAGE_FUNCTIONS', 'available_configs', 'parse_override', 'load_config',
            'stage_keys', 'ConfigError', 'check_runnable', 'Context', 'load_data', 'imagenet_transform',
-           'imagenet_eval_points', 'stage_train', 'stage_finetune', 'stage_baselines', 'stage_soups', 'stage_shifts',
-           'stage_report', 'run_pipeline', 'summary_table', 'format_table', 'parse_args', 'main']
+           'imagenet_train_data', 'imagenet_eval_points', 'stage_train', 'stage_finetune', 'stage_baselines',
+           'stage_soups', 'stage_shifts', 'stage_report', 'run_pipeline', 'summary_table', 'format_table', 'parse_args',
+           'main']
 
 # %% ../nbs/90_executor.ipynb #bfbd9168
 STAGES = ('train', 'finetune', 'baselines', 'soups', 'shifts', 'report')
@@ -68,7 +69,7 @@ def load_config(name: str, # a shipped configuration (see `available_configs`) o
 
 # %% ../nbs/90_executor.ipynb #46167bd2
 STAGE_INPUTS = {  # configuration entries each stage reads, and the stages it builds on
-    'train': (['dataset', 'model', 'model_kwargs', 'seed', 'base', 'recipe', 'epochs', 'checkpoints'], []),
+    'train': (['dataset', 'model', 'model_kwargs', 'seed', 'base', 'recipe', 'epochs', 'checkpoints', 'image_size'], []),
     'finetune': (['targets', 'finetune_recipe', 'finetune_epochs'], ['train']),
     'baselines': (['baselines', 'finetune_recipe', 'finetune_epochs'], ['train']),
     'soups': (['eval', 'image_size'], ['train', 'finetune', 'baselines']),
@@ -89,7 +90,7 @@ def stage_keys(config: dict) -> dict[str, str]:
 DATA_SOURCES = {
     'cifar10': 'the official CIFAR-10 python version (cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html), '
                'unpacked so that PATH/cifar-10-batches-py/data_batch_1 exists',
-    'imagenet': 'ILSVRC-2012 (https://image-net.org) as PATH/val/<wnid>/*.JPEG, with the variants '
+    'imagenet': 'ILSVRC-2012 (https://image-net.org) as PATH/train/<wnid>/*.JPEG and PATH/val/<wnid>/*.JPEG, with the variants '
                 '(imagenet-real, imagenet-v2, imagenet-a, imagenet-r, imagenet-sketch, conflict-stimuli, imagenet-c) as folders beside them',
     'cifar10-subset': "the project's shared file cifar10_subset.npz (pass --data-root PATH/cifar10_subset.npz or set ROBUST_SOUPS_SHARED_DATA)",
 }
@@ -109,9 +110,9 @@ def check_runnable(config: dict) -> None:
         raise ConfigError(f'No CIFAR-10 at {root}: download {DATA_SOURCES["cifar10"]}.')
     if dataset == 'imagenet' and not (Path(root) / 'val').is_dir():
         raise ConfigError(f'No ImageNet at {root} (no val/ folder): download {DATA_SOURCES["imagenet"]}.')
-    if dataset == 'imagenet' and not config.get('checkpoints'):
-        raise ConfigError('The executor does not train on ImageNet: train θ_∞ and its fine-tunes with robust_soups.training on your '
-                          'cluster and pass their folder with --set checkpoints=FOLDER (linf.safetensors, linf-l2.safetensors, ...).')
+    if dataset == 'imagenet' and not config.get('checkpoints') and not (Path(root) / 'train').is_dir():
+        raise ConfigError(f'No ImageNet training images at {root}/train (one folder per WordNet id): download them from '
+                          'https://image-net.org, or give trained ingredients with --set checkpoints=FOLDER (linf.safetensors, linf-l2.safetensors, ...).')
     if config.get('checkpoints') and not Path(config['checkpoints']).is_dir():
         raise ConfigError(f"No checkpoint folder at {config['checkpoints']}.")
     if dataset == 'cifar10-subset' and not (Path(root) if root else shared_data_path('cifar10_subset.npz')):
@@ -129,12 +130,19 @@ class Context:
     device: torch.device
     show_progress: bool = True
     _data: dict | None = None
+    _train: object = None
 
     @property
     def data(self) -> dict:
         "Train / val / test splits of the configuration's dataset (loaded once)."
         if self._data is None: self._data = load_data(self.config)
         return self._data
+
+    def train_data(self):
+        "The training data: in memory, or for ImageNet a dataset streamed from DATA_ROOT/train (listed once)."
+        if self.config['dataset'] != 'imagenet': return self.data['train']
+        if self._train is None: self._train = imagenet_train_data(self.config)
+        return self._train
 
     def threats(self, nominal: bool = True) -> dict:
         return threat_models(self.config['dataset'], nominal=nominal)
@@ -160,6 +168,11 @@ def imagenet_transform(config: dict):
     from robust_soups.data import imagenet_eval_transform
     size = config.get('image_size') or 224
     return imagenet_eval_transform(size, round(size * 256 / 224))
+
+def imagenet_train_data(config: dict):
+    "ImageNet's training images (DATA_ROOT/train/<wnid>/*.JPEG) with the training augmentation, read from disk as training needs them."
+    from robust_soups.data import imagenet_train_transform, load_variant
+    return load_variant('imagenet', Path(config['data_root']) / 'train', imagenet_train_transform(config.get('image_size') or 224))
 
 def imagenet_eval_points(config: dict):
     "`eval.points` ImageNet validation images drawn at random (seeded), held in memory for the attacks."
@@ -194,7 +207,7 @@ def stage_train(ctx: Context) -> dict:
     if _imported(ctx, 'train', c['base']): return {'models': [c['base']], 'imported': True}
     seed_everything(c['seed'])
     model = create_model(c['model'], **(c.get('model_kwargs') or {}))
-    result = train(model, ctx.data['train'], ctx.threats()[c['base']], _recipe(c['recipe'], c['epochs']), val=ctx.data.get('val'),
+    result = train(model, ctx.train_data(), ctx.threats()[c['base']], _recipe(c['recipe'], c['epochs']), val=ctx.data.get('val'), workers=c.get('workers', 0),
                    out_dir=ctx.folders['train'] / c['base'], seed=c['seed'], device=ctx.device, show_progress=ctx.show_progress)
     return {'models': [c['base']], 'selected_epoch': result.best_epoch}
 
@@ -209,7 +222,7 @@ def stage_finetune(ctx: Context) -> dict:
         names.append(name)
         if _imported(ctx, 'finetune', name): continue
         recipe = c['finetune_recipe'] if c['finetune_epochs'] is None else _recipe(c['finetune_recipe'], c['finetune_epochs'])
-        finetune(parent, threats[q], ctx.data['train'], recipe, val=ctx.data.get('val'), out_dir=ctx.folders['finetune'] / name,
+        finetune(parent, threats[q], ctx.train_data(), recipe, val=ctx.data.get('val'), out_dir=ctx.folders['finetune'] / name, workers=c.get('workers', 0),
                  seed=c['seed'], device=ctx.device, show_progress=ctx.show_progress)
     return {'models': names}
 
@@ -225,7 +238,7 @@ def stage_baselines(ctx: Context) -> dict:
             if _imported(ctx, 'baselines', name, required=False):
                 if (ctx.folders['baselines'] / name).is_dir(): names.append(name)
                 continue
-            finetune(parent, [threats[n] for n in norms], ctx.data['train'], _recipe(c['finetune_recipe'], c['finetune_epochs']), mode=mode,
+            finetune(parent, [threats[n] for n in norms], ctx.train_data(), _recipe(c['finetune_recipe'], c['finetune_epochs']), mode=mode, workers=c.get('workers', 0),
                      val=ctx.data.get('val'), out_dir=ctx.folders['baselines'] / name, seed=c['seed'], device=ctx.device, show_progress=ctx.show_progress)
             names.append(name)
     return {'models': names}

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -17,13 +19,16 @@ from torch import nn
 from torch.func import functional_call
 
 from .attacks import apgd
-from .core import eval_mode, get_device, progress
+from .core import atomic_write_bytes, eval_mode, get_device, progress
+from .data import Split
 from .lp_soups import as_models
+from .shifts import ShiftPredictions, rank_soups
 from .soups import check_ingredients, state_of
 from .threats import ThreatModel
 
 # %% auto #0
-__all__ = ['project_affine', 'LearnableSoup', 'entropy_loss', 'LearnedSoup', 'learn_soup', 'greedy_soup']
+__all__ = ['METHODS', 'project_affine', 'LearnableSoup', 'entropy_loss', 'LearnedSoup', 'learn_soup', 'greedy_soup',
+           'adaptation_draw', 'compare_with_grid', 'comparison_table', 'plot_comparison']
 
 # %% ../nbs/06_learned_soups.ipynb #3467dcf3
 def project_affine(v: torch.Tensor, # (..., n) weights, one row per tensor (or a single row)
@@ -193,3 +198,111 @@ def greedy_soup(ingredients: dict[str, nn.Module | str | Path], x: torch.Tensor,
         score = accuracy([trial.count(j) / len(trial) for j in range(n)])
         if score >= best: chosen, best = trial, score
     return {name: chosen.count(j) / len(chosen) for j, name in enumerate(soup.names)}, passes
+
+# %% ../nbs/06_learned_soups.ipynb #66dd50bf
+METHODS = ('grid', 'task-wise', 'layer-wise', 'entropy', 'greedy')
+
+def adaptation_draw(pool: torch.Tensor, # the shift's adaptation pool (point indices)
+                    k: int, trial: int, seed: int = 0) -> torch.Tensor:
+    "The `k` pool points of a trial: the same for every method and every shift (the shifts share their clean images)."
+    if not 0 < k <= len(pool): raise ValueError(f'k = {k} must lie in 1..{len(pool)} (the adaptation pool).')
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + trial * 1009 + k)
+    return pool[torch.randperm(len(pool), generator=generator)[:k]]
+
+@torch.no_grad()
+def _held_out_accuracy(model, split, points, device, batch_size: int = 500) -> float:
+    x, y = split.x[points], split.y[points]
+    right = sum((model(xb.to(device)).argmax(1).cpu() == yb).sum().item() for xb, yb in zip(x.split(batch_size), y.split(batch_size)))
+    return 100 * right / len(points)
+
+def _grid_row(predictions, shift, draw, held):
+    best = rank_soups(predictions.flags(shift, draw).float().mean(1), 1)[0]
+    return {'held_out': predictions.accuracy(shift, held)[best].item(), 'forward_passes': len(predictions.grid) * len(draw), 'backward_passes': 0,
+            'weights': list(predictions.grid[best])}
+
+def _learned_row(models, split, draw, held, method, device, **kwargs):
+    labels = None if method == 'entropy' else split.y[draw]
+    run = learn_soup(models, split.x[draw], labels, 'entropy' if method == 'entropy' else 'ce', layerwise=method == 'layer-wise',
+                     device=device, show_progress=False, **kwargs)
+    with eval_mode(run.soup): accuracy = _held_out_accuracy(run.soup, split, held, device)
+    return {'held_out': accuracy, 'forward_passes': run.forward_passes, 'backward_passes': run.backward_passes,
+            'weights': run.soup.tensor_weights().detach().mean(0).tolist()}
+
+def _greedy_row(models, split, draw, held, device):
+    weights, passes = greedy_soup(models, split.x[draw], split.y[draw], device=device)
+    soup = LearnableSoup(models, init=list(weights.values()), device=device)
+    with eval_mode(soup): accuracy = _held_out_accuracy(soup, split, held, device)
+    return {'held_out': accuracy, 'forward_passes': passes, 'backward_passes': 0, 'weights': list(weights.values())}
+
+def compare_with_grid(ingredients: dict[str, nn.Module | str | Path], # models (or checkpoints) by name, in the order of `predictions.names`
+                      shifts: dict[str, Split], # shifted data by shift name (each shift's points in the order of `predictions`)
+                      predictions: ShiftPredictions, # grid flags on those shifts (from `shift_predictions`)
+                      pool: torch.Tensor, held: torch.Tensor, # adaptation pool and held-out point indices (from `holdout_split`)
+                      ks: Sequence[int] = (10, 30, 100, 300), # labelled adaptation points
+                      trials: int = 5,
+                      methods: Sequence[str] = METHODS, # any of `METHODS`
+                      path: str | Path | None = None, # CSV of finished rows: resumed if present
+                      steps: int = 40, lr: float = .05, batch_size: int = 64, # for the learned soups
+                      seed: int = 0, device: str | torch.device | None = None, show_progress: bool = True,
+                     ) -> pd.DataFrame:
+    "Held-out accuracy and passes of each method's soup, per shift, k and trial, on the same adaptation draws."
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown: raise ValueError(f"Unknown methods {unknown}; expected some of {', '.join(METHODS)}.")
+    if list(ingredients) != list(predictions.names): raise ValueError(f'Ingredients {list(ingredients)} differ from those of the predictions {predictions.names}.')
+    missing = [s for s in shifts if s not in predictions.shifts]
+    if missing: raise ValueError(f"No predictions for the shifts {missing}; computed for {', '.join(predictions.shifts)}.")
+    device = get_device(device)
+    models = as_models(ingredients, device)
+    path = Path(path) if path is not None else None
+    done = pd.read_csv(path) if path is not None and path.is_file() else pd.DataFrame(columns=['shift', 'k', 'trial', 'method'])
+    finished = set(zip(done['shift'], done['k'].astype(int), done['trial'].astype(int), done['method']))
+    rows = done.to_dict('records')
+    todo = [(s, k, t, m) for s in shifts for t in range(trials) for m in methods
+            for k in ([0] if m == 'entropy' else ks) if (s, k, t, m) not in finished]
+    for shift, k, trial, method in progress(todo, show_progress, desc='learned soups and the grid'):
+        split = shifts[shift]
+        draw = pool if method == 'entropy' else adaptation_draw(pool, k, trial, seed)
+        if method == 'grid': row = _grid_row(predictions, shift, draw, held)
+        elif method == 'greedy': row = _greedy_row(models, split, draw, held, device)
+        else: row = _learned_row(models, split, draw, held, method, device, steps=steps, lr=lr, batch_size=batch_size, seed=seed + trial)
+        rows.append({'shift': shift, 'k': k, 'trial': trial, 'method': method, 'images': len(draw), **row, 'weights': json.dumps([round(w, 4) for w in row['weights']])})
+        if path is not None: atomic_write_bytes(path, pd.DataFrame(rows).to_csv(index=False).encode())
+    return pd.DataFrame(rows)
+
+# %% ../nbs/06_learned_soups.ipynb #38dc7af8
+def _per_trial(results: pd.DataFrame) -> pd.DataFrame:
+    "Held-out accuracy and passes averaged over shifts: one row per method, k and trial."
+    return results.groupby(['method', 'k', 'trial'])[['held_out', 'forward_passes', 'backward_passes']].mean().reset_index()
+
+def comparison_table(results: pd.DataFrame # from `compare_with_grid` (or its CSV)
+                    ) -> pd.DataFrame:
+    "Per method and k: held-out accuracy 'mean ± std' over trials, and mean forward/backward passes per selection."
+    stats = _per_trial(results).groupby(['method', 'k']).agg(mean=('held_out', 'mean'), std=('held_out', 'std'),
+                                                             forward=('forward_passes', 'mean'), backward=('backward_passes', 'mean'))
+    order = [m for m in METHODS if m in stats.index.get_level_values(0)]
+    table = pd.DataFrame({'held-out accuracy (%)': [f'{m:.1f} ± {s:.1f}' for m, s in zip(stats['mean'], stats['std'].fillna(0))],
+                          'forward passes': stats['forward'].round().astype(int), 'backward passes': stats['backward'].round().astype(int)}, index=stats.index)
+    return table.loc[order]
+
+def plot_comparison(results: pd.DataFrame, # from `compare_with_grid` (or its CSV)
+                    references: dict[str, float] | None = None, # horizontal lines (e.g. the best ingredient)
+                    title: str = '') -> plt.Figure:
+    "Held-out accuracy (mean ± std over trials) and passes used against k, one line per labelled method; entropy as a band."
+    stats = _per_trial(results).assign(passes=lambda d: d['forward_passes'] + d['backward_passes'])
+    stats = stats.groupby(['method', 'k']).agg(mean=('held_out', 'mean'), std=('held_out', 'std'), passes=('passes', 'mean')).reset_index()
+    fig, (acc, cost) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for method in [m for m in METHODS if m in set(stats['method'])]:
+        s = stats[stats['method'] == method]
+        if method == 'entropy':
+            mean, std = s['mean'].iloc[0], s['std'].fillna(0).iloc[0]
+            acc.axhline(mean, color='tab:purple', lw=1, label='entropy (pool, no labels)')
+            acc.axhspan(mean - std, mean + std, color='tab:purple', alpha=.15)
+            continue
+        acc.errorbar(s['k'], s['mean'], s['std'].fillna(0), marker='o', ms=4, capsize=3, label=method)
+        cost.plot(s['k'], s['passes'], marker='o', ms=4, label=method)
+    for (label, value), style in zip((references or {}).items(), ('--', ':', '-.')): acc.axhline(value, ls=style, color='k', lw=1, label=label)
+    acc.set(xscale='log', xlabel='k (labelled adaptation points)', ylabel='held-out accuracy (%)'); acc.legend(fontsize=7); acc.grid(alpha=.3)
+    cost.set(xscale='log', yscale='log', xlabel='k (labelled adaptation points)', ylabel='images through the model (fwd + bwd)'); cost.legend(fontsize=7); cost.grid(alpha=.3)
+    if title: fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -72,6 +72,21 @@ class ShiftPredictions:
             if tuple(round(v, 6) for v in w) == one_hot: return i
         raise ValueError(f'The grid has no soup equal to {name} alone; add its one-hot weights to the grid.')
 
+    def restrict(self, soups: Sequence[int] | None = None, # grid rows to keep (default: all)
+                 points=None, # point indices kept in every shift (or a dict by shift); default: all
+                ) -> ShiftPredictions:
+        "The flags of some soups on some points of every shift, as predictions of their own (points renumbered from 0)."
+        soups = list(range(len(self.grid))) if soups is None else [int(i) for i in soups]
+        columns, sizes = [], {}
+        for shift in self.shifts:
+            span, kept = self.span(shift), points[shift] if isinstance(points, dict) else points
+            index = torch.arange(span.start, span.stop)
+            if kept is not None: index = index[torch.as_tensor(kept)]
+            columns.append(index); sizes[shift] = len(index)
+        columns = torch.cat(columns)
+        return ShiftPredictions(self.names, [self.grid[i] for i in soups], sizes, self.correct[soups][:, columns],
+                                self.ensembles, self.ensemble_correct[:, columns])
+
 # %% ../nbs/05_shift_soups.ipynb #3df0ef77
 def _pack(flags: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.packbits(flags.numpy().astype(np.uint8), axis=-1))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass, replace
@@ -16,6 +17,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .attacks import apgd, apgd_run
 from .core import atomic_write_bytes, model_device, progress, rank_and_world
@@ -25,7 +27,7 @@ from .threats import ThreatModel
 
 # %% auto #0
 __all__ = ['RECIPES', 'TRAINING_MODES', 'Recipe', 'get_recipe', 'finetune_recipe', 'learning_rate', 'adversarial_batch',
-           'TrainResult', 'train', 'finetune']
+           'TrainResult', 'global_batch', 'StepShares', 'train', 'finetune']
 
 # %% ../nbs/03c_training.ipynb #92ca1f48
 @dataclass(frozen=True)
@@ -124,13 +126,47 @@ def _save_state(path: Path, state: dict) -> None:
 def _load_state(path: Path) -> dict | None:
     return torch.load(path, map_location='cpu', weights_only=True) if path.is_file() else None
 
-def _run_key(model: nn.Module, data: Split, threats, mode, recipe: Recipe, seed: int) -> str:
+def _data_fingerprint(data: Split | Dataset) -> str:
+    "In-memory data: its first 64 images; a dataset of files: its first 64 (path, target) pairs; another dataset: its first 4 items."
+    if isinstance(data, Split): raw = data.x[:64].numpy().tobytes()
+    elif hasattr(data, 'samples'): raw = repr([(str(p), t) for p, t in data.samples[:64]]).encode()
+    else: raw = b''.join(torch.as_tensor(v).numpy().tobytes() for i in range(min(4, len(data))) for v in data[i])
+    return hashlib.sha256(raw).hexdigest()
+
+def _run_key(model: nn.Module, data: Split | Dataset, threats, mode, recipe: Recipe, seed: int) -> str:
     "A fingerprint of what the run computes, so that a state is never resumed into a different run."
     fingerprint = json.dumps({'arch': getattr(model, 'architecture', type(model).__name__), 'n': len(data),
-                              'data': hashlib.sha256(data.x[:64].numpy().tobytes()).hexdigest(),
+                              'data': _data_fingerprint(data),
                               'threats': [str(t) for t in threats], 'mode': mode, 'recipe': asdict(recipe), 'seed': seed},
                              sort_keys=True, default=str)
     return hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(_step_seed(seed, epoch, 'order')))
+
+def global_batch(n: int, batch_size: int, seed: int, step: int, steps_per_epoch: int) -> torch.Tensor:
+    "Point indices of a training step's global batch: one shuffle per epoch, fixed by the seed, so a resumed run sees the same batches."
+    epoch, within = divmod(step, steps_per_epoch)
+    return _epoch_order(n, seed, epoch)[within * batch_size:(within + 1) * batch_size]
+
+class StepShares(Sampler):
+    "This process's share of every global batch from step `start` on: what a `DataLoader` streams to `train` from files."
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, total: int, steps_per_epoch: int, rank: int = 0, world: int = 1):
+        self.args, self.start, self.total, self.rank, self.world = (n, batch_size, seed), start, total, rank, world
+        self.steps_per_epoch = steps_per_epoch
+    def __len__(self): return self.total - self.start
+    def __iter__(self):
+        n, batch_size, seed = self.args
+        for step in range(self.start, self.total):
+            yield global_batch(n, batch_size, seed, step, self.steps_per_epoch).tensor_split(self.world)[self.rank].tolist()
+
+def _num_classes(model: nn.Module, data: Split | Dataset) -> int:
+    if isinstance(data, Split): return int(data.y.max()) + 1
+    if getattr(model, 'num_classes', None): return int(model.num_classes)  # timm models
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if linears: return linears[-1].out_features
+    raise ValueError('Mixup on a streamed dataset needs the number of classes: give the model a num_classes attribute.')
 
 # %% ../nbs/03c_training.ipynb #09f2d123
 def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -150,7 +186,7 @@ def _validate(model: nn.Module, val: Split | None, threats: list[ThreatModel], r
 
 # %% ../nbs/03c_training.ipynb #d40466ee
 def train(model: nn.Module, # the model to train (in place); made by `create_model` to be savable
-          data: Split, # training images in [0, 1] and labels
+          data: Split | Dataset, # training images in [0, 1] and labels in memory, or a dataset of (image, label) streamed from disk
           threats: ThreatModel | list[ThreatModel], # the threat model, or several for MAX / SAT
           recipe: str | Recipe = 'digits', # a recipe name or a `Recipe`
           *,
@@ -162,6 +198,7 @@ def train(model: nn.Module, # the model to train (in place); made by `create_mod
           show_progress: bool = True, # progress bar with loss, accuracy on the training batch, validation accuracy
           stop_after_steps: int | None = None, # stop early (to test resuming)
           metadata: dict | None = None, # extra metadata for the saved checkpoint (parent, ...)
+          workers: int = 0, # data-loading processes for a streamed dataset
          ) -> TrainResult:
     "Adversarial (or nominal) training of `model` with `recipe`; resumes from `out_dir` if a state for the same run is there."
     recipe = get_recipe(recipe)
@@ -177,7 +214,7 @@ def train(model: nn.Module, # the model to train (in place); made by `create_mod
     use_amp = recipe.amp and device.type == 'cuda'
     scaler = torch.amp.GradScaler('cuda', enabled=use_amp)
     ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True) if recipe.ema_decay else None
-    mixup = imagenet_mixup(int(data.y.max()) + 1, label_smoothing=recipe.label_smoothing) if recipe.mixup else None
+    mixup = imagenet_mixup(_num_classes(model, data), label_smoothing=recipe.label_smoothing) if recipe.mixup else None
     steps_per_epoch = -(-len(data) // recipe.batch_size)
     total_steps = max(1, round(recipe.epochs * steps_per_epoch))
     out_dir, key = (Path(out_dir) if out_dir is not None else None), _run_key(model, data, threats, mode, recipe, seed)
@@ -197,14 +234,17 @@ def train(model: nn.Module, # the model to train (in place); made by `create_mod
         return {'key': key, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'ema': ema.state_dict() if ema else None,
                 'step': step, 'history': history, 'best': best, 'running': running, 'rng': torch.get_rng_state()}
 
+    batches = None if isinstance(data, Split) else iter(DataLoader(  # files: streamed by worker processes, this process's share of each step
+        data, batch_sampler=StepShares(len(data), recipe.batch_size, seed, step, total_steps, steps_per_epoch, rank, world),
+        num_workers=workers, pin_memory=device.type == 'cuda'))
     bar = progress(total=total_steps, initial=step, enabled=show_progress and rank == 0, desc=f'training {mode} {"+".join(str(t) for t in threats)}')
     while step < total_steps:
         epoch, within = divmod(step, steps_per_epoch)
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(_step_seed(seed, epoch, 'order')))
-        idx = order.split(recipe.batch_size)[within]
+        idx = global_batch(len(data), recipe.batch_size, seed, step, steps_per_epoch)
         shares = idx.tensor_split(world)
         share, offset = shares[rank], sum(len(s) for s in shares[:rank])  # this process's part of the global batch
-        x, y = data.x[share].to(device), data.y[share].to(device)
+        if batches is None: x, y = data.x[share].to(device), data.y[share].to(device)
+        else: x, y = (t.to(device, non_blocking=True) for t in next(batches))
         x_train = adversarial_batch(model, x, y, threats, mode, recipe, _step_seed(seed, step, 'attack'), (offset, len(idx)))
         for group in optimizer.param_groups: group['lr'] = learning_rate(recipe, step, total_steps, steps_per_epoch)
         net.train()
@@ -247,7 +287,7 @@ def train(model: nn.Module, # the model to train (in place); made by `create_mod
 # %% ../nbs/03c_training.ipynb #90200536
 def finetune(checkpoint: str | Path, # the parent checkpoint (.safetensors from `train`)
              target: ThreatModel | list[ThreatModel], # threat model(s) to fine-tune to
-             data: Split, # training data
+             data: Split | Dataset, # training data (in memory or streamed, see `train`)
              recipe: str | Recipe = 'digits-finetune', # fine-tuning recipe (by name: the paper's l_1 -> l_2 rule applies)
              **kwargs, # passed to `train` (mode, val, out_dir, seed, device, show_progress)
             ) -> TrainResult:
