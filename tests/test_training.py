@@ -1,4 +1,4 @@
-"""Training as a user runs it: killed with SIGKILL and resumed, and under torchrun with 2 gloo processes."""
+"""Training as a user runs it: killed with SIGKILL and resumed, and under torchrun with 2 gloo processes (data in memory or streamed)."""
 import os
 import shutil
 import signal
@@ -21,14 +21,21 @@ from robust_soups.threats import threat_models
 from robust_soups.training import get_recipe, train
 
 out, n, epochs, norm_layer, with_val = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5] == 'val'
+streamed = len(sys.argv) > 6 and sys.argv[6] == 'stream'
+
+class Items(torch.utils.data.Dataset):  # the same points as a dataset, read item by item by DataLoader workers
+    def __init__(self, split): self.split = split
+    def __len__(self): return len(self.split)
+    def __getitem__(self, i): return self.split.x[i], self.split.y[i]
 distributed = 'RANK' in __import__('os').environ
 if distributed: torch.distributed.init_process_group('gloo')
 digits = load_digits_splits()
 seed_everything(0)
 model = create_model('small_cnn', in_chans=1, norm=norm_layer)
 recipe = get_recipe('digits', epochs=epochs, save_every=2)
-result = train(model, digits['train'].head(n), threat_models('digits')['linf'], recipe, val=digits['val'].head(60) if with_val else None,
-               out_dir=out / 'run', show_progress=False)
+data = Items(digits['train'].head(n)) if streamed else digits['train'].head(n)
+result = train(model, data, threat_models('digits')['linf'], recipe, val=digits['val'].head(60) if with_val else None,
+               out_dir=out / 'run', show_progress=False, workers=1 if streamed else 0)
 if not distributed or torch.distributed.get_rank() == 0:
     save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, str(out / 'final.safetensors'))
 '''
@@ -84,3 +91,14 @@ def test_ddp_with_two_gloo_processes_matches_one_process(tmp_path):
     single, ddp = weights(tmp_path / 'single' / 'final.safetensors'), weights(tmp_path / 'ddp' / 'final.safetensors')
     for key in single:
         assert torch.allclose(single[key], ddp[key], atol=1e-4, rtol=1e-3), (key, (single[key] - ddp[key]).abs().max())  # float32 sums in another order
+
+
+def test_streamed_ddp_with_two_gloo_processes_matches_one_process_in_memory(tmp_path):
+    "Each process streams only its share of every batch through a DataLoader worker; the result is the in-memory run's."
+    torchrun = shutil.which('torchrun') or str(Path(sys.executable).parent / 'torchrun')
+    args = (256, 1, 'group', 'noval')
+    finish(run_script(tmp_path, tmp_path / 'single', *args))
+    finish(run_script(tmp_path, tmp_path / 'ddp', *args, 'stream', launcher=[torchrun, '--standalone', '--nproc_per_node=2']))
+    single, ddp = weights(tmp_path / 'single' / 'final.safetensors'), weights(tmp_path / 'ddp' / 'final.safetensors')
+    for key in single:
+        assert torch.allclose(single[key], ddp[key], atol=1e-4, rtol=1e-3), (key, (single[key] - ddp[key]).abs().max())
