@@ -18,7 +18,7 @@ from torch import nn
 
 from .core import eval_mode, model_device, progress
 from .models import predict
-from .threats import ThreatModel, in_threat, perturbation_norms, project, threat_models
+from .threats import ThreatModel, in_threat, project, threat_models
 
 # %% auto #0
 __all__ = ['LOSSES', 'Attack', 'EVALUATION_PRESETS', 'check_inputs', 'check_logits', 'ce_loss', 'dlr_loss', 'dlr_targeted_loss',

@@ -20,7 +20,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from torch.utils.data import Dataset
 
-from .core import atomic_write_bytes, progress, shared_data_path
+from .core import atomic_write_bytes, progress
 
 # %% auto #0
 __all__ = ['CIFAR10_CLASSES', 'IMAGENET_WNIDS', 'WNID_TO_INDEX', 'IMAGENET_A_WNIDS', 'IMAGENET_R_WNIDS', 'CONFLICT_CATEGORIES',
@@ -200,6 +200,9 @@ def _class_index(name: str) -> int:
 def _wnid_folders(what, source): return lambda root: _class_folder_samples(root, WNID_TO_INDEX.__getitem__, what, source)
 
 # %% ../nbs/00a_data.ipynb #478a8ee8
+_REAL_SOURCE = ('the ImageNet validation images ILSVRC2012_val_*.JPEG (flat or in class folders) and real.json '
+                'from https://github.com/google-research/reassessed-imagenet')
+
 def _real_samples(root: Path, labels_file: str | Path | None = None) -> list[tuple[Path, torch.Tensor]]:
     root = _require_folder(root, 'ImageNet-ReaL', _REAL_SOURCE)
     if labels_file is None:
@@ -213,9 +216,6 @@ def _real_samples(root: Path, labels_file: str | Path | None = None) -> list[tup
         if labels[number - 1]:
             samples.append((path, torch.zeros(1000, dtype=torch.bool).index_fill_(0, torch.tensor(labels[number - 1]), True)))
     return samples
-
-_REAL_SOURCE = ('the ImageNet validation images ILSVRC2012_val_*.JPEG (flat or in class folders) and real.json '
-                'from https://github.com/google-research/reassessed-imagenet')
 
 # %% ../nbs/00a_data.ipynb #cc0c28e0
 def _imagenet_c_samples(root: Path) -> dict[tuple[str, int], list[tuple[Path, int]]]:
