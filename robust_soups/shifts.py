@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load as load_safetensors_bytes, save as save_safetensors_bytes
 from torch import nn
+from torch.utils.data import DataLoader, SequentialSampler, Subset
 
 from .core import atomic_write_bytes, eval_mode, get_device, progress
 from .data import Split, correct_predictions
@@ -94,16 +95,24 @@ def _pack(flags: torch.Tensor) -> torch.Tensor:
 def _unpack(packed: torch.Tensor, n: int) -> torch.Tensor:
     return torch.from_numpy(np.unpackbits(packed.numpy(), axis=-1, count=n).astype(bool))
 
-def _stream(shifts: dict, batch_size: int):
-    "(shift name, offset in the stream, x, targets) batches over all shifts: Splits are cut, loaders iterated."
+def _stream(shifts: dict, batch_size: int, done: int = 0):
+    "(shift name, offset in the stream, x, targets) batches over all shifts from point `done` on: Splits are cut, loaders iterated."
     offset = 0
     for name, data in shifts.items():
         if isinstance(data, Split) or isinstance(data, (tuple, list)):
             x, y = data
-            for i in range(0, len(y), batch_size): yield name, offset + i, x[i:i + batch_size], y[i:i + batch_size]
+            for i in range(0, len(y), batch_size):
+                if offset + i + batch_size > done: yield name, offset + i, x[i:i + batch_size], y[i:i + batch_size]
             offset += len(y)
-        else:
-            for x, y in data: yield name, offset, x, y; offset += len(y)
+            continue
+        n, start = len(data.dataset), max(done - offset, 0)
+        if start >= n: offset += n; continue  # a finished shift: its images are not read again
+        if start > 0 and isinstance(data, DataLoader) and isinstance(data.sampler, SequentialSampler):
+            # resume inside a shift: read from the first unfinished point (a batch boundary of the same loader)
+            data = DataLoader(Subset(data.dataset, range(start, n)), batch_size=data.batch_size, num_workers=data.num_workers,
+                              collate_fn=data.collate_fn, pin_memory=data.pin_memory)
+            offset += start
+        for x, y in data: yield name, offset, x, y; offset += len(y)
 
 def _sizes(shifts: dict) -> dict[str, int]:
     return {name: len(d) if isinstance(d, Split) else len(d[1]) if isinstance(d, (tuple, list)) else len(d.dataset) for name, d in shifts.items()}
@@ -158,7 +167,7 @@ def shift_predictions(ingredients: dict[str, nn.Module | str | Path], # models (
     evaluator = SoupEvaluator(list(models.values()), copy.deepcopy(next(iter(models.values()))))
     last_save, saved_upto = time.monotonic(), done
     with eval_mode(evaluator.model), progress(total=total, initial=done, enabled=show_progress, desc=f'{len(grid)} soups', unit='pt') as bar:
-        for shift, offset, x, y in _stream(shifts, batch_size):
+        for shift, offset, x, y in _stream(shifts, batch_size, done):
             if offset + len(y) <= done: continue
             x, y, rule, cols = x.to(device), y.to(device), record['rules'][shift], slice(offset, offset + len(y))
             for i, weights in enumerate(grid):
