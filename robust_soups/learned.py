@@ -299,7 +299,7 @@ def plot_comparison(results: pd.DataFrame, # from `compare_with_grid` (or its CS
             acc.axhspan(mean - std, mean + std, color='tab:purple', alpha=.15)
             continue
         acc.errorbar(s['k'], s['mean'], s['std'].fillna(0), marker='o', ms=4, capsize=3, label=method)
-        cost.plot(s['k'], s['passes'], marker='o', ms=4, label=method)
+        cost.plot(s['k'], s['passes'], marker='o', ms=4, ls='--' if method == 'layer-wise' else '-', label=method)  # task- and layer-wise cost the same
     for (label, value), style in zip((references or {}).items(), ('--', ':', '-.')): acc.axhline(value, ls=style, color='k', lw=1, label=label)
     acc.set(xscale='log', xlabel='k (labelled adaptation points)', ylabel='held-out accuracy (%)'); acc.legend(fontsize=7); acc.grid(alpha=.3)
     cost.set(xscale='log', yscale='log', xlabel='k (labelled adaptation points)', ylabel='images through the model (fwd + bwd)'); cost.legend(fontsize=7); cost.grid(alpha=.3)
