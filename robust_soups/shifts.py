@@ -165,15 +165,20 @@ def shift_predictions(ingredients: dict[str, nn.Module | str | Path], # models (
                                                          'record': torch.frombuffer(bytearray(meta), dtype=torch.uint8)}))
 
     evaluator = SoupEvaluator(list(models.values()), copy.deepcopy(next(iter(models.values()))))
+    members = {n for e in ensembles for n in e}
+    member_rows = {i: n for n in members for i, w in enumerate(grid) if w == tuple(float(m == n) for m in names)}
     last_save, saved_upto = time.monotonic(), done
     with eval_mode(evaluator.model), progress(total=total, initial=done, enabled=show_progress, desc=f'{len(grid)} soups', unit='pt') as bar:
         for shift, offset, x, y in _stream(shifts, batch_size, done):
             if offset + len(y) <= done: continue
             x, y, rule, cols = x.to(device), y.to(device), record['rules'][shift], slice(offset, offset + len(y))
+            probs = {}  # softmax outputs of ensemble members: from their one-hot soups when the grid has them
             for i, weights in enumerate(grid):
-                correct[i, cols] = correct_predictions(evaluator.load(weights, affine=False)(x), y, rule).cpu()
+                logits = evaluator.load(weights, affine=False)(x)
+                correct[i, cols] = correct_predictions(logits, y, rule).cpu()
+                if i in member_rows: probs[member_rows[i]] = logits.softmax(1)
             if ensembles:
-                probs = {n: m(x).softmax(1) for n, m in models.items() if any(n in e for e in ensembles)}
+                probs.update({n: m(x).softmax(1) for n, m in models.items() if n not in probs and any(n in e for e in ensembles)})
                 for j, subset in enumerate(ensembles):
                     mean = torch.stack([probs[n] for n in subset]).mean(0)
                     ensemble_correct[j, cols] = correct_predictions(mean.log(), y, rule).cpu()
