@@ -290,7 +290,7 @@ def plot_comparison(results: pd.DataFrame, # from `compare_with_grid` (or its CS
     "Held-out accuracy (mean ± std over trials) and passes used against k, one line per labelled method; entropy as a band."
     stats = _per_trial(results).assign(passes=lambda d: d['forward_passes'] + d['backward_passes'])
     stats = stats.groupby(['method', 'k']).agg(mean=('held_out', 'mean'), std=('held_out', 'std'), passes=('passes', 'mean')).reset_index()
-    fig, (acc, cost) = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, (acc, cost) = plt.subplots(1, 2, figsize=(10, 4))
     for method in [m for m in METHODS if m in set(stats['method'])]:
         s = stats[stats['method'] == method]
         if method == 'entropy':
@@ -301,8 +301,9 @@ def plot_comparison(results: pd.DataFrame, # from `compare_with_grid` (or its CS
         acc.errorbar(s['k'], s['mean'], s['std'].fillna(0), marker='o', ms=4, capsize=3, label=method)
         cost.plot(s['k'], s['passes'], marker='o', ms=4, ls='--' if method == 'layer-wise' else '-', label=method)  # task- and layer-wise cost the same
     for (label, value), style in zip((references or {}).items(), ('--', ':', '-.')): acc.axhline(value, ls=style, color='k', lw=1, label=label)
-    acc.set(xscale='log', xlabel='k (labelled adaptation points)', ylabel='held-out accuracy (%)'); acc.legend(fontsize=7); acc.grid(alpha=.3)
+    acc.set(xscale='log', xlabel='k (labelled adaptation points)', ylabel='held-out accuracy (%)'); acc.grid(alpha=.3)
     cost.set(xscale='log', yscale='log', xlabel='k (labelled adaptation points)', ylabel='images through the model (fwd + bwd)'); cost.legend(fontsize=7); cost.grid(alpha=.3)
+    fig.legend(*acc.get_legend_handles_labels(), loc='lower center', ncol=4, fontsize=7)
     if title: fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, .1, 1, 1))
     return fig
