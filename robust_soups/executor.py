@@ -246,23 +246,23 @@ def stage_baselines(ctx: Context) -> dict:
 # %% ../nbs/90_executor.ipynb #7ef69ddd
 def stage_soups(ctx: Context) -> dict:
     "l_p robustness of every model, of w·θ_base + (1−w)·θ_base→q, of the simplex and of the extrapolation."
-    from robust_soups.lp_soups import evaluate_models, extrapolation_curve, front_curve, three_model_soups
+    from robust_soups.lp_soups import as_models, evaluate_models, extrapolation_curve, front_curve, three_model_soups
     c, e, folder = ctx.config, ctx.config['eval'], ctx.folders['soups']
     threats = ctx.threats(nominal=False)
     test = ctx.data['test'] if e['points'] is None else ctx.data['test'].head(e['points'])
-    paths, cache = ctx.checkpoints(), folder / 'cache'
+    models, cache = as_models(ctx.checkpoints(), ctx.device), folder / 'cache'  # loaded once for every evaluation below
     common = dict(preset=e['preset'], seed=c['seed'], device=ctx.device)
-    results = {'models': evaluate_models(paths, test, threats, cache_dir=cache, show_progress=ctx.show_progress, **common)}
+    results = {'models': evaluate_models(models, test, threats, cache_dir=cache, show_progress=ctx.show_progress, **common)}
     p = c['base']
     pairs = [tuple(n for n in threats if n in (p, q)) for q in c['targets'] if q in threats]  # in the plot's axis order
-    results['fronts'] = pd.concat([front_curve(paths, test, threats, pair, p, step=e['pair_step'], cache_dir=cache, show_progress=ctx.show_progress, **common)
+    results['fronts'] = pd.concat([front_curve(models, test, threats, pair, p, step=e['pair_step'], cache_dir=cache, show_progress=ctx.show_progress, **common)
                                    for pair in pairs], ignore_index=True)
     others = [t for t in c['targets'] if t in threats]
     if len(others) == 2:
-        results['simplex'] = three_model_soups(paths, test, threats, p, step=e['simplex_step'], cache_dir=cache, show_progress=ctx.show_progress, **common)
+        results['simplex'] = three_model_soups(models, test, threats, p, step=e['simplex_step'], cache_dir=cache, show_progress=ctx.show_progress, **common)
     if 'l2' in others and p != 'l2':
         low, high, step = e['extrapolation']
-        results['extrapolation'] = extrapolation_curve(paths, test, threats, p, 'l2', low=low, high=high, step=step, cache_dir=cache,
+        results['extrapolation'] = extrapolation_curve(models, test, threats, p, 'l2', low=low, high=high, step=step, cache_dir=cache,
                                                        show_progress=ctx.show_progress, **common)
     for name, table in results.items(): atomic_write_bytes(folder / f'{name}.csv', table.to_csv(index=name == 'models').encode())
     return {'tables': sorted(results)}
