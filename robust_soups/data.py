@@ -26,9 +26,9 @@ from .core import atomic_write_bytes, progress
 __all__ = ['CIFAR10_CLASSES', 'IMAGENET_WNIDS', 'WNID_TO_INDEX', 'IMAGENET_A_WNIDS', 'IMAGENET_R_WNIDS', 'CONFLICT_CATEGORIES',
            'IMAGE_SUFFIXES', 'CONFLICT_NAMES', 'VARIANTS', 'LABEL_RULES', 'CORRUPTIONS', 'EXTRA_CORRUPTIONS',
            'SEVERITIES', 'Split', 'stratified_parts', 'load_digits_splits', 'load_cifar10', 'load_cifar10_subset',
-           'imagenet_eval_transform', 'imagenet_train_transform', 'imagenet_mixup', 'ImageFiles', 'Variant',
-           'load_variant', 'correct_predictions', 'variant_accuracy', 'corruption_table', 'corrupt_images',
-           'corrupted_split', 'corruption_shifts', 'few_shot_split']
+           'write_cifar10_batches', 'write_image_folder', 'imagenet_eval_transform', 'imagenet_train_transform',
+           'imagenet_mixup', 'ImageFiles', 'Variant', 'load_variant', 'correct_predictions', 'variant_accuracy',
+           'corruption_table', 'corrupt_images', 'corrupted_split', 'corruption_shifts', 'few_shot_split']
 
 # %% ../nbs/00a_data.ipynb #6979f8fb
 @dataclass
@@ -129,6 +129,30 @@ def load_cifar10_subset(path: str | Path, # the `cifar10_subset.npz` file
                                 "`shared/data/cifar10_subset.npz` (real CIFAR-10 images); pass its path.")
     a = np.load(path)
     return _cifar_splits(a['x_train'], a['y_train'].astype(np.int64), a['x_test'], a['y_test'].astype(np.int64), val_fraction, seed)
+
+# %% ../nbs/00a_data.ipynb #09cb5416
+def write_cifar10_batches(root: str | Path, # the fixture goes to root/cifar-10-batches-py
+                          n: int = 20, # images per batch file (5 training files and the test file)
+                          seed: int = 0) -> Path:
+    "A CIFAR-10 folder of random images in the official layout (protocol-2 pickles of byte-keyed dicts); returns the folder."
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / 'cifar-10-batches-py'
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']:
+        batch = {b'batch_label': name.encode(), b'labels': [int(v) for v in rng.integers(0, 10, n)],
+                 b'data': rng.integers(0, 256, (n, 3072), dtype=np.uint8), b'filenames': [b'x.png'] * n}
+        with open(folder / name, 'wb') as f: pickle.dump(batch, f, protocol=2)
+    return folder
+
+def write_image_folder(folder: str | Path, # created if missing
+                       names: int | list[str] = 2, # how many images (img0, img1, ...) or their file names without suffix
+                       suffix: str = '.JPEG', size: int = 20, seed: int = 0) -> list[Path]:
+    "Random RGB images written to `folder`: one class folder of an ImageNet-style tree."
+    folder, rng = Path(folder), np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f'{name}{suffix}' for name in ([f'img{i}' for i in range(names)] if isinstance(names, int) else names)]
+    for path in paths: Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+    return paths
 
 # %% ../nbs/00a_data.ipynb #3efc8830
 def _asset(name: str) -> str: return files('robust_soups').joinpath('assets', name).read_text()
