@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 import yaml
 
-from .core import atomic_write_bytes, atomic_write_json, get_device, rank_and_world, seed_everything, shared_data_path
+from .core import atomic_write_bytes, atomic_write_json, eval_mode, get_device, rank_and_world, seed_everything, shared_data_path
 from .threats import threat_models
 
 # %% auto #0
@@ -199,6 +199,16 @@ def _recipe(name: str, epochs):
     return get_recipe(name) if epochs is None else get_recipe(name, epochs=epochs)
 
 # %% ../nbs/90_executor.ipynb #0d501865
+def _check_model_fits(model, data, config: dict) -> None:
+    "A clear error when the configured model cannot take the dataset's images (e.g. a 1-channel model on RGB images)."
+    x = data.x[:1] if hasattr(data, 'x') else data[0][0][None]
+    try:
+        with torch.no_grad(), eval_mode(model): model(x)
+    except RuntimeError as e:
+        raise ConfigError(f"Model {config['model']!r} with model_kwargs {config.get('model_kwargs') or {}} cannot take this dataset's images "
+                          f"({'×'.join(map(str, x.shape[1:]))}): {str(e).splitlines()[0].rstrip('.')}. Set model_kwargs to match, e.g. "
+                          "--set model_kwargs='{in_chans: 3}'.") from None
+
 def stage_train(ctx: Context) -> dict:
     "θ_base trained from scratch."
     from robust_soups.models import create_model
@@ -207,6 +217,7 @@ def stage_train(ctx: Context) -> dict:
     if _imported(ctx, 'train', c['base']): return {'models': [c['base']], 'imported': True}
     seed_everything(c['seed'])
     model = create_model(c['model'], **(c.get('model_kwargs') or {}))
+    _check_model_fits(model, ctx.train_data(), c)
     result = train(model, ctx.train_data(), ctx.threats()[c['base']], _recipe(c['recipe'], c['epochs']), val=ctx.data.get('val'), workers=c.get('workers', 0),
                    out_dir=ctx.folders['train'] / c['base'], seed=c['seed'], device=ctx.device, show_progress=ctx.show_progress)
     return {'models': [c['base']], 'selected_epoch': result.best_epoch}
