@@ -138,6 +138,11 @@ class Context:
         if self._data is None: self._data = load_data(self.config)
         return self._data
 
+    def training_options(self) -> dict:
+        "The arguments every training call of the stages shares: validation split, loader workers, seed, device, progress."
+        return dict(val=self.data.get('val'), workers=self.config.get('workers', 0), seed=self.config['seed'], device=self.device,
+                    show_progress=self.show_progress)
+
     def train_data(self):
         "The training data: in memory, or for ImageNet a dataset streamed from DATA_ROOT/train (listed once)."
         if self.config['dataset'] != 'imagenet': return self.data['train']
@@ -218,8 +223,8 @@ def stage_train(ctx: Context) -> dict:
     seed_everything(c['seed'])
     model = create_model(c['model'], **(c.get('model_kwargs') or {}))
     _check_model_fits(model, ctx.train_data(), c)
-    result = train(model, ctx.train_data(), ctx.threats()[c['base']], _recipe(c['recipe'], c['epochs']), val=ctx.data.get('val'), workers=c.get('workers', 0),
-                   out_dir=ctx.folders['train'] / c['base'], seed=c['seed'], device=ctx.device, show_progress=ctx.show_progress)
+    result = train(model, ctx.train_data(), ctx.threats()[c['base']], _recipe(c['recipe'], c['epochs']), out_dir=ctx.folders['train'] / c['base'],
+                   **ctx.training_options())
     return {'models': [c['base']], 'selected_epoch': result.best_epoch}
 
 def stage_finetune(ctx: Context) -> dict:
@@ -233,8 +238,7 @@ def stage_finetune(ctx: Context) -> dict:
         names.append(name)
         if _imported(ctx, 'finetune', name): continue
         recipe = c['finetune_recipe'] if c['finetune_epochs'] is None else _recipe(c['finetune_recipe'], c['finetune_epochs'])
-        finetune(parent, threats[q], ctx.train_data(), recipe, val=ctx.data.get('val'), out_dir=ctx.folders['finetune'] / name, workers=c.get('workers', 0),
-                 seed=c['seed'], device=ctx.device, show_progress=ctx.show_progress)
+        finetune(parent, threats[q], ctx.train_data(), recipe, out_dir=ctx.folders['finetune'] / name, **ctx.training_options())
     return {'models': names}
 
 def stage_baselines(ctx: Context) -> dict:
@@ -249,8 +253,8 @@ def stage_baselines(ctx: Context) -> dict:
             if _imported(ctx, 'baselines', name, required=False):
                 if (ctx.folders['baselines'] / name).is_dir(): names.append(name)
                 continue
-            finetune(parent, [threats[n] for n in norms], ctx.train_data(), _recipe(c['finetune_recipe'], c['finetune_epochs']), mode=mode, workers=c.get('workers', 0),
-                     val=ctx.data.get('val'), out_dir=ctx.folders['baselines'] / name, seed=c['seed'], device=ctx.device, show_progress=ctx.show_progress)
+            finetune(parent, [threats[n] for n in norms], ctx.train_data(), _recipe(c['finetune_recipe'], c['finetune_epochs']), mode=mode,
+                     out_dir=ctx.folders['baselines'] / name, **ctx.training_options())
             names.append(name)
     return {'models': names}
 

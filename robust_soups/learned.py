@@ -19,11 +19,12 @@ from torch import nn
 from torch.func import functional_call
 
 from .attacks import apgd
-from .core import atomic_write_bytes, eval_mode, get_device, progress
+from .core import atomic_write_bytes, get_device, progress
 from .data import Split
 from .lp_soups import as_models
+from .models import predict
 from .shifts import ShiftPredictions, rank_soups
-from .soups import check_ingredients, state_of
+from .soups import check_ingredients, make_soup, state_of
 from .threats import ThreatModel
 
 # %% auto #0
@@ -62,7 +63,6 @@ class LearnableSoup(nn.Module):
         self.fixed = {k: v for k, v in states[0].items() if not v.is_floating_point()}  # integer buffers: from the first ingredient
         for i, k in enumerate(self.keys): self.register_buffer(f'stacked_{i}', torch.stack([s[k].detach() for s in states]), persistent=False)
         parameters = [k for k, _ in self.model.named_parameters() if k in self.keys]
-        self.buffer_keys = {k for k in self.keys if k not in parameters}
         # a BatchNorm statistic uses the row of its layer's weight (layer-wise)
         self.norms = {name: m.eps for name, m in self.model.named_modules()
                       if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine and m.track_running_stats and f'{name}.running_mean' in self.keys}
@@ -185,10 +185,8 @@ def greedy_soup(ingredients: dict[str, nn.Module | str | Path], x: torch.Tensor,
     def accuracy(weights):
         nonlocal passes
         soup.weights.copy_(torch.tensor(weights, device=soup.weights.device)[None])
-        with eval_mode(soup.model): right = sum((soup(xb.to(soup.weights.device)).argmax(1).cpu() == yb).sum().item()
-                                                for xb, yb in zip(x.split(batch_size), y.split(batch_size)))
         passes += len(x)
-        return right / len(x)
+        return (predict(soup, x.to(soup.weights.device), batch_size).cpu() == y).float().mean().item()
     one_hot = lambda i: [float(i == j) for j in range(n)]
     alone = [accuracy(one_hot(i)) for i in range(n)]
     order = sorted(range(n), key=lambda i: -alone[i])
@@ -210,10 +208,8 @@ def adaptation_draw(pool: torch.Tensor, # the shift's adaptation pool (point ind
     return pool[torch.randperm(len(pool), generator=generator)[:k]]
 
 @torch.no_grad()
-def _held_out_accuracy(model, split, points, device, batch_size: int = 500) -> float:
-    x, y = split.x[points], split.y[points]
-    right = sum((model(xb.to(device)).argmax(1).cpu() == yb).sum().item() for xb, yb in zip(x.split(batch_size), y.split(batch_size)))
-    return 100 * right / len(points)
+def _held_out_accuracy(model, split, points, device) -> float:
+    return 100 * (predict(model, split.x[points].to(device)).cpu() == split.y[points]).float().mean().item()
 
 def _grid_row(predictions, shift, draw, held):
     best = rank_soups(predictions.flags(shift, draw).float().mean(1), 1)[0]
@@ -224,15 +220,13 @@ def _learned_row(models, split, draw, held, method, device, **kwargs):
     labels = None if method == 'entropy' else split.y[draw]
     run = learn_soup(models, split.x[draw], labels, 'entropy' if method == 'entropy' else 'ce', layerwise=method == 'layer-wise',
                      device=device, show_progress=False, **kwargs)
-    with eval_mode(run.soup): accuracy = _held_out_accuracy(run.soup, split, held, device)
-    return {'held_out': accuracy, 'forward_passes': run.forward_passes, 'backward_passes': run.backward_passes,
+    return {'held_out': _held_out_accuracy(run.soup, split, held, device), 'forward_passes': run.forward_passes, 'backward_passes': run.backward_passes,
             'weights': run.soup.tensor_weights().detach().mean(0).tolist()}
 
 def _greedy_row(models, split, draw, held, device):
     weights, passes = greedy_soup(models, split.x[draw], split.y[draw], device=device)
-    soup = LearnableSoup(models, init=list(weights.values()), device=device)
-    with eval_mode(soup): accuracy = _held_out_accuracy(soup, split, held, device)
-    return {'held_out': accuracy, 'forward_passes': passes, 'backward_passes': 0, 'weights': list(weights.values())}
+    soup = make_soup(list(models.values()), list(weights.values()))
+    return {'held_out': _held_out_accuracy(soup, split, held, device), 'forward_passes': passes, 'backward_passes': 0, 'weights': list(weights.values())}
 
 def compare_with_grid(ingredients: dict[str, nn.Module | str | Path], # models (or checkpoints) by name, in the order of `predictions.names`
                       shifts: dict[str, Split], # shifted data by shift name (each shift's points in the order of `predictions`)

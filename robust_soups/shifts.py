@@ -102,7 +102,7 @@ def _stream(shifts: dict, batch_size: int, done: int = 0):
         if isinstance(data, Split) or isinstance(data, (tuple, list)):
             x, y = data
             for i in range(0, len(y), batch_size):
-                if offset + i + batch_size > done: yield name, offset + i, x[i:i + batch_size], y[i:i + batch_size]
+                if offset + min(i + batch_size, len(y)) > done: yield name, offset + i, x[i:i + batch_size], y[i:i + batch_size]
             offset += len(y)
             continue
         n, start = len(data.dataset), max(done - offset, 0)
@@ -112,7 +112,9 @@ def _stream(shifts: dict, batch_size: int, done: int = 0):
             data = DataLoader(Subset(data.dataset, range(start, n)), batch_size=data.batch_size, num_workers=data.num_workers,
                               collate_fn=data.collate_fn, pin_memory=data.pin_memory)
             offset += start
-        for x, y in data: yield name, offset, x, y; offset += len(y)
+        for x, y in data:  # any other loader: read from its start, finished batches passed over
+            if offset + len(y) > done: yield name, offset, x, y
+            offset += len(y)
 
 def _sizes(shifts: dict) -> dict[str, int]:
     return {name: len(d) if isinstance(d, Split) else len(d[1]) if isinstance(d, (tuple, list)) else len(d.dataset) for name, d in shifts.items()}
@@ -170,7 +172,6 @@ def shift_predictions(ingredients: dict[str, nn.Module | str | Path], # models (
     last_save, saved_upto = time.monotonic(), done
     with eval_mode(evaluator.model), progress(total=total, initial=done, enabled=show_progress, desc=f'{len(grid)} soups', unit='pt') as bar:
         for shift, offset, x, y in _stream(shifts, batch_size, done):
-            if offset + len(y) <= done: continue
             x, y, rule, cols = x.to(device), y.to(device), record['rules'][shift], slice(offset, offset + len(y))
             probs = {}  # softmax outputs of ensemble members: from their one-hot soups when the grid has them
             for i, weights in enumerate(grid):

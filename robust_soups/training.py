@@ -153,13 +153,11 @@ def global_batch(n: int, batch_size: int, seed: int, step: int, steps_per_epoch:
 class StepShares(Sampler):
     "This process's share of every global batch from step `start` on: what a `DataLoader` streams to `train` from files."
     def __init__(self, n: int, batch_size: int, seed: int, start: int, total: int, steps_per_epoch: int, rank: int = 0, world: int = 1):
-        self.args, self.start, self.total, self.rank, self.world = (n, batch_size, seed), start, total, rank, world
-        self.steps_per_epoch = steps_per_epoch
+        self.batch = lambda step: global_batch(n, batch_size, seed, step, steps_per_epoch)
+        self.start, self.total, self.rank, self.world = start, total, rank, world
     def __len__(self): return self.total - self.start
     def __iter__(self):
-        n, batch_size, seed = self.args
-        for step in range(self.start, self.total):
-            yield global_batch(n, batch_size, seed, step, self.steps_per_epoch).tensor_split(self.world)[self.rank].tolist()
+        for step in range(self.start, self.total): yield self.batch(step).tensor_split(self.world)[self.rank].tolist()
 
 def _num_classes(model: nn.Module, data: Split | Dataset) -> int:
     if isinstance(data, Split): return int(data.y.max()) + 1
@@ -239,7 +237,7 @@ def train(model: nn.Module, # the model to train (in place); made by `create_mod
         num_workers=workers, pin_memory=device.type == 'cuda'))
     bar = progress(total=total_steps, initial=step, enabled=show_progress and rank == 0, desc=f'training {mode} {"+".join(str(t) for t in threats)}')
     while step < total_steps:
-        epoch, within = divmod(step, steps_per_epoch)
+        epoch = step // steps_per_epoch
         idx = global_batch(len(data), recipe.batch_size, seed, step, steps_per_epoch)
         shares = idx.tensor_split(world)
         share, offset = shares[rank], sum(len(s) for s in shares[:rank])  # this process's part of the global batch
