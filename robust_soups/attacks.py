@@ -16,15 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import eval_mode, model_device, progress
+from .core import eval_mode, model_device, paired_comparison, progress, with_intervals
 from .models import predict
 from .threats import ThreatModel, in_threat, project, threat_models
 
 # %% auto #0
-__all__ = ['LOSSES', 'Attack', 'EVALUATION_PRESETS', 'check_inputs', 'check_logits', 'ce_loss', 'dlr_loss', 'dlr_targeted_loss',
-           'kl_loss', 'Loss', 'checkpoint_periods', 'random_start', 'APGDResult', 'apgd_run', 'apgd', 'reference_apgd',
-           'compare_with_reference', 'autoattack_standard', 'as_threat_dict', 'robustness_flags', 'summarize_flags',
-           'evaluate_robustness']
+__all__ = ['LOSSES', 'L1_EPS_SCHEDULE', 'Attack', 'EVALUATION_PRESETS', 'check_inputs', 'check_logits', 'ce_loss', 'dlr_loss',
+           'dlr_targeted_loss', 'kl_loss', 'Loss', 'checkpoint_periods', 'random_start', 'stage_iterations',
+           'APGDResult', 'apgd_run', 'apgd', 'reference_apgd', 'compare_with_reference', 'apgd_attack',
+           'autoattack_standard', 'as_threat_dict', 'robustness_flags', 'summarize_flags', 'sanity_checks',
+           'evaluate_flags', 'evaluate_robustness']
 
 # %% ../nbs/03b_attacks.ipynb #46ee279a
 def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -219,6 +220,27 @@ def _apgd_once(model, x, y, threat: ThreatModel, n_iter: int, loss: Loss, aux, d
     _retire(s, out, torch.ones(len(s.idx), dtype=torch.bool, device=x.device))
     return out.best_x, out.best_loss, out.adv, out.fooled, history
 
+# %% ../nbs/03b_attacks.ipynb #4dfac50c
+L1_EPS_SCHEDULE = ((3., .3), (2., .3), (1., .4))  # AutoAttack's standard l_1 schedule ("use_largereps")
+
+def stage_iterations(n_iter: int, schedule) -> list[tuple[float, int]]:
+    "(radius factor, iterations) per stage: ceil(share · n_iter) for all but the last, which gets the rest (as the reference)."
+    if not schedule: return [(1., n_iter)]
+    if schedule[-1][0] != 1: raise ValueError(f'An eps schedule must end at the threat model\'s own radius (factor 1), got {schedule}.')
+    iters = [math.ceil(share * n_iter) for _, share in schedule[:-1]]
+    return [(factor, n) for (factor, _), n in zip(schedule, iters + [n_iter - sum(iters)])]
+
+def _apgd_scheduled(model, x, y, threat: ThreatModel, n_iter: int, loss: Loss, aux, delta0, early_stop: bool, rho: float, schedule):
+    "`_apgd_once` over a schedule of radii: each stage starts at the last one's best point projected; only the last stage (at eps) can fool."
+    stages, histories = stage_iterations(n_iter, schedule), []
+    for k, (factor, iters) in enumerate(stages):
+        stage, last = threat.scaled(factor), k == len(stages) - 1
+        best, best_loss, adv, fooled, history = _apgd_once(model, x, y, stage, iters, loss, aux, project(x, delta0, stage),
+                                                           early_stop and last, rho)
+        histories.append(history[1:] if k else history)
+        delta0 = best - x
+    return best, best_loss, adv, fooled, torch.cat(histories)
+
 # %% ../nbs/03b_attacks.ipynb #5661b205
 @dataclass
 class APGDResult:
@@ -251,6 +273,7 @@ def apgd_run(model: nn.Module, # classifier returning logits, on the same device
              mask: torch.Tensor | None = None, # bool per example: attack only these (others are returned unchanged)
              rho: float = .75, # share of loss-raising steps below which the step size is halved
              batch_position: tuple[int, int] | None = None, # (offset, size) of x in a larger batch whose random starts it shares (DDP)
+             eps_schedule: tuple[tuple[float, float], ...] = (), # (radius factor, share of n_iter) stages, e.g. `L1_EPS_SCHEDULE`
             ) -> APGDResult:
     "APGD (Croce & Hein 2020) for l_inf and l_2, l_1-APGD (Croce & Hein 2021) for l_1, with all details of what it found."
     if not isinstance(threat, ThreatModel): raise TypeError(f'threat must be a ThreatModel, got {type(threat).__name__}.')
@@ -262,6 +285,7 @@ def apgd_run(model: nn.Module, # classifier returning logits, on the same device
     with eval_mode(model), torch.no_grad():
         clean_logits = torch.cat([model(chunk) for chunk in x.split(1024)]) if n else torch.zeros(0, 2)
         check_logits(clean_logits, y)
+        n_target_classes = min(n_target_classes, clean_logits.shape[1] - 1)  # only wrong classes can be targets
         if clean_logits.shape[1] < spec.min_classes:
             raise ValueError(f'The {loss!r} loss needs at least {spec.min_classes} classes; the model has {clean_logits.shape[1]}. Use loss="ce".')
         fooled = mask & (clean_logits.argmax(1) != y)
@@ -273,10 +297,11 @@ def apgd_run(model: nn.Module, # classifier returning logits, on the same device
             todo = (mask & ~fooled) if early_stop else mask
             if not todo.any(): break
             generator = torch.Generator().manual_seed((seed * 1_000_003 + restart) % 2**63)
-            delta0 = random_start(x, threat, generator, *(batch_position or (0, None)))[todo]
+            start_threat = threat.scaled(stage_iterations(n_iter, eps_schedule)[0][0])
+            delta0 = random_start(x, start_threat, generator, *(batch_position or (0, None)))[todo]
             aux = _aux_for(spec, clean_logits, y, restart, n_target_classes)
-            best, loss_, adv, fooled_now, hist = _apgd_once(model, x[todo], y[todo], threat, n_iter, spec,
-                                                           None if aux is None else aux[todo], delta0, early_stop, rho)
+            best, loss_, adv, fooled_now, hist = _apgd_scheduled(model, x[todo], y[todo], threat, n_iter, spec,
+                                                                 None if aux is None else aux[todo], delta0, early_stop, rho, eps_schedule)
             idx = todo.nonzero()[:, 0]
             newly = idx[fooled_now & ~fooled[idx]]
             x_adv[newly] = adv[fooled_now & ~fooled[idx]]
@@ -295,11 +320,13 @@ def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel
 
 # %% ../nbs/03b_attacks.ipynb #914bf89e
 def reference_apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
-                   n_iter: int = 100, loss: str = 'ce', n_restarts: int = 1, seed: int = 0) -> torch.Tensor:
+                   n_iter: int = 100, loss: str = 'ce', n_restarts: int = 1, seed: int = 0,
+                   eps_schedule: bool = False, # AutoAttack's decreasing l_1 radii (its `use_largereps`)
+                  ) -> torch.Tensor:
     "Adversarial examples from the reference APGD (pyautoattack's `APGDAttack`), the model in eval mode."
     from pyautoattack.autopgd_base import APGDAttack
     attack = APGDAttack(model, n_iter=n_iter, norm=threat.autoattack_norm, n_restarts=n_restarts, eps=threat.eps,
-                        seed=seed, loss=loss, device=x.device)
+                        seed=seed, loss=loss, device=x.device, use_largereps=eps_schedule)
     with eval_mode(model): return attack.perturb(x, y)
 
 # %% ../nbs/03b_attacks.ipynb #3449f783
@@ -327,26 +354,34 @@ def compare_with_reference(model: nn.Module, # classifier returning logits
     return table.round(2)
 
 # %% ../nbs/03b_attacks.ipynb #3d71eab5
-Attack = Callable[..., torch.Tensor]  # (model, x, y, threat, *, mask, seed) -> x_adv
+Attack = Callable[..., tuple[torch.Tensor, torch.Tensor]]  # (model, x, y, threat, *, mask, seed) -> (x_adv, fooled by the attack's own pass)
+
+def apgd_attack(**settings) -> Attack:
+    "An evaluation attack: `apgd_run` with `settings`, returning its adversarial examples and the points its own forward passes fooled."
+    def attack(model, x, y, threat, *, mask=None, seed=0):
+        result = apgd_run(model, x, y, threat, mask=mask, seed=seed, **settings)
+        return result.x_adv, result.fooled
+    return attack
 
 def autoattack_standard(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
-                        mask: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
-    "AutoAttack's standard version (APGD-CE, APGD-T, FAB-T, Square) from pyautoattack on the examples in `mask`."
+                        mask: torch.Tensor | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    "AutoAttack's standard version (APGD-CE, APGD-T, FAB-T, Square) from pyautoattack on the examples in `mask`: (x_adv, fooled)."
     from pyautoattack import AutoAttack
-    x_adv = x.clone()
+    x_adv, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
     idx = torch.arange(len(x), device=x.device) if mask is None else mask.nonzero()[:, 0]
     if len(idx):
         adversary = AutoAttack(model, norm=threat.autoattack_norm, eps=threat.eps, version='standard', device=x.device, seed=seed)
         with eval_mode(model):
-            x_adv[idx] = adversary.run_standard_evaluation(x[idx], y[idx], batch_size=len(idx))[0].to(x.dtype)
-    return x_adv
+            found, labels = adversary.run_standard_evaluation(x[idx], y[idx], batch_size=len(idx))
+        x_adv[idx], fooled[idx] = found.to(x.dtype), labels.to(y.device) != y[idx]
+    return x_adv, fooled
 
+_STRONG_TARGETED = apgd_attack(n_iter=100, n_restarts=9, n_target_classes=9, loss='dlr-targeted')
 EVALUATION_PRESETS: dict[str, dict[str, Attack]] = {
-    'default': {'linf': partial(apgd, n_iter=40, loss='dlr'), 'l2': partial(apgd, n_iter=40, loss='dlr'),
-                'l1': partial(apgd, n_iter=40, loss='ce')},
-    'strong': {'linf': partial(apgd, n_iter=100, n_restarts=5, loss='dlr-targeted'),
-               'l2': partial(apgd, n_iter=100, n_restarts=5, loss='dlr-targeted'),
-               'l1': partial(apgd, n_iter=100, n_restarts=5, loss='ce')},
+    'default': {'linf': apgd_attack(n_iter=40, loss='dlr'), 'l2': apgd_attack(n_iter=40, loss='dlr'),
+                'l1': apgd_attack(n_iter=40, loss='ce')},
+    'strong': {'linf': _STRONG_TARGETED, 'l2': _STRONG_TARGETED,
+               'l1': apgd_attack(n_iter=100, n_restarts=5, loss='ce', eps_schedule=L1_EPS_SCHEDULE)},
     'autoattack': {norm: autoattack_standard for norm in ('linf', 'l2', 'l1')},
 }
 
@@ -387,11 +422,11 @@ def robustness_flags(model: nn.Module, # classifier returning logits, on the dev
         todo = union if cascade else flags['clean']
         if threat.norm == 'nominal' or not todo.any(): robust = todo.clone()
         else:
-            x_adv = EVALUATION_PRESETS[preset][threat.norm](model, x, y, threat, mask=todo, seed=seed)
+            x_adv, fooled = EVALUATION_PRESETS[preset][threat.norm](model, x, y, threat, mask=todo, seed=seed)
             outside = ~in_threat(x, x_adv, threat)
             if outside.any():
                 raise AssertionError(f'{outside.sum().item()} adversarial examples lie outside {threat}: the attack is broken.')
-            robust = todo & (predict(model, x_adv) == y)
+            robust = todo & ~fooled & (predict(model, x_adv) == y)  # fooled in the attack's pass or in this one: not robust
         union &= robust
         if not cascade: flags[name] = robust
     flags['union'] = union
@@ -406,23 +441,70 @@ def _batches(data, batch_size: int):
     return (len(data.dataset) if hasattr(data, 'dataset') else None), data
 
 def summarize_flags(flags: dict[str, torch.Tensor]) -> pd.DataFrame:
-    "A one-row table: the number of points and the accuracy (%) behind each flag."
+    "A one-row table: the number of points, the accuracy (%) behind each flag and its 95% Wilson interval."
     n = len(flags['clean'])
-    return pd.DataFrame([{'points': n, **{k: 100 * v.float().mean().item() if n else math.nan for k, v in flags.items()}}])
+    table = pd.DataFrame([{'points': n, **{k: 100 * v.float().mean().item() if n else math.nan for k, v in flags.items()}}])
+    return with_intervals(table, list(flags))
+
+# %% ../nbs/03b_attacks.ipynb #cd41ec4e
+def _box_radius(threat: ThreatModel, d: int) -> ThreatModel:
+    "The threat model whose ball covers the whole box [0, 1]^d: every image is reachable."
+    return ThreatModel(threat.norm, {'linf': 1., 'l2': math.sqrt(d), 'l1': float(d)}[threat.norm])
+
+def _square_robust(model, x, y, threat: ThreatModel, mask, queries: int, seed: int) -> torch.Tensor:
+    "Per point in `mask`: not fooled by pyautoattack's Square attack (black-box) with `queries` queries."
+    from pyautoattack.square import SquareAttack
+    robust = mask.clone()
+    if mask.any():
+        attack = SquareAttack(model, norm=threat.autoattack_norm, eps=threat.eps, n_queries=queries, seed=seed, device=x.device)
+        with eval_mode(model): found = attack.perturb(x[mask], y[mask])
+        robust[mask] = predict(model, found) == y[mask]
+    return robust
+
+def sanity_checks(model: nn.Module, # classifier returning logits
+                  x: torch.Tensor, y: torch.Tensor, # a batch of points in [0, 1] and their labels
+                  threats, # threat models (see `as_threat_dict`)
+                  *,
+                  preset: str = 'default', # the white-box preset being checked
+                  square_queries: int = 1000, # queries of the black-box Square attack
+                  seed: int = 0,
+                 ) -> pd.DataFrame:
+    "Per threat: robust accuracy at the box radius, Square vs white-box, re-verification in fp32; a warning names each failed check."
+    rows, d = [], x[0].numel()
+    correct = predict(model, x) == y
+    for name, threat in as_threat_dict(threats).items():
+        if threat.norm == 'nominal': continue
+        x_adv, fooled = EVALUATION_PRESETS[preset][threat.norm](model, x, y, threat, mask=correct, seed=seed)
+        inside = in_threat(x.double(), x_adv.double(), threat)  # norms re-computed in float64
+        right_now = predict(model, x_adv) == y
+        white = correct & ~fooled & right_now
+        box = _box_radius(threat, d)
+        at_box = (predict(model, apgd(model, x, y, box, n_iter=20, loss='ce', mask=correct, seed=seed)) == y) & correct
+        square = _square_robust(model, x, y, threat, white, square_queries, seed)
+        test = paired_comparison(white, square)
+        rows += [{'threat': name, 'check': 'radius -> box: robust points left', 'value': int(at_box.sum()), 'passed': not at_box.any()},
+                 {'threat': name, 'check': 'black-box <= white-box: points only Square fools', 'value': test['only_a'],
+                  'passed': not (test['verdict'] == 'A' and test['p_value'] < .05)},
+                 {'threat': name, 'check': 'in Δ(x) (float64 norms): examples outside', 'value': int((~inside).sum()), 'passed': bool(inside.all())},
+                 {'threat': name, 'check': 're-check: fooled by the attack, right when re-predicted', 'value': int((fooled & correct & right_now).sum()), 'passed': True}]
+    table = pd.DataFrame(rows)
+    for r in table[~table['passed']].itertuples():
+        warnings.warn(f'Sanity check failed for {r.threat}: {r.check} = {r.value} (preset {preset!r}). The robust accuracy may be overestimated.', stacklevel=2)
+    return table
 
 # %% ../nbs/03b_attacks.ipynb #25177adc
-def evaluate_robustness(model: nn.Module, # classifier returning logits
-                        data, # (x, y) tensors, a `Split`, or a DataLoader of (x, y) batches; x in [0, 1]
-                        threats = 'cifar10', # threat models: a dataset name, a ThreatModel, a list or a dict
-                        *,
-                        preset: str = 'default', # 'default', 'strong' or 'autoattack'
-                        batch_size: int = 256, # points attacked together
-                        device: str | torch.device | None = None, # where to compute (default: the model's device)
-                        cascade: bool = False, # union only, each attack on points still robust (faster)
-                        seed: int = 0, # seed of the random starts (mixed with the batch index)
-                        show_progress: bool = True, # progress bar with running accuracies
-                       ) -> pd.DataFrame:
-    "Clean, per-threat and union robust accuracy (%) of `model` on `data`, as a one-row table."
+def evaluate_flags(model: nn.Module, # classifier returning logits
+                   data, # (x, y) tensors, a `Split`, or a DataLoader of (x, y) batches; x in [0, 1]
+                   threats = 'cifar10', # threat models: a dataset name, a ThreatModel, a list or a dict
+                   *,
+                   preset: str = 'default', # 'default', 'strong' or 'autoattack'
+                   batch_size: int = 256, # points attacked together
+                   device: str | torch.device | None = None, # where to compute (default: the model's device)
+                   cascade: bool = False, # union only, each attack on points still robust (faster)
+                   seed: int = 0, # seed of the random starts (mixed with the batch index)
+                   show_progress: bool = True, # progress bar with running accuracies
+                  ) -> dict[str, torch.Tensor]:
+    "Per point of `data` (on the CPU): clean, per-threat and union robustness flags; what paired tests compare."
     if preset not in EVALUATION_PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; expected one of {', '.join(EVALUATION_PRESETS)}.")
     threats = as_threat_dict(threats)
@@ -437,6 +519,22 @@ def evaluate_robustness(model: nn.Module, # classifier returning logits
             bar.update(len(y))
             bar.set_postfix({k: f'{100 * torch.cat(v).float().mean():.1f}' for k, v in collected.items()})
     if not collected: raise ValueError('No data to evaluate.')
-    table = summarize_flags({k: torch.cat(v) for k, v in collected.items()})
-    table.attrs.update(preset=preset, threats={n: str(t) for n, t in threats.items()}, cascade=cascade)
+    return {k: torch.cat(v) for k, v in collected.items()}
+
+def evaluate_robustness(model: nn.Module, # classifier returning logits
+                        data, # (x, y) tensors, a `Split`, or a DataLoader of (x, y) batches; x in [0, 1]
+                        threats = 'cifar10', # threat models: a dataset name, a ThreatModel, a list or a dict
+                        *,
+                        preset: str = 'default', # 'default', 'strong' or 'autoattack'
+                        sanity: bool = False, # also run `sanity_checks` on the first batch (table.attrs['sanity'], warnings)
+                        **kwargs, # batch_size, device, cascade, seed, show_progress: see `evaluate_flags`
+                       ) -> pd.DataFrame:
+    "Clean, per-threat and union robust accuracy (%) of `model` on `data`, with n and 95% intervals, as a one-row table."
+    threats = as_threat_dict(threats)
+    table = summarize_flags(evaluate_flags(model, data, threats, preset=preset, **kwargs))
+    table.attrs.update(preset=preset, threats={n: str(t) for n, t in threats.items()}, cascade=kwargs.get('cascade', False))
+    if sanity:
+        x, y = next(iter(_batches(data, kwargs.get('batch_size', 256))[1]))
+        device = kwargs.get('device') or model_device(model)
+        table.attrs['sanity'] = sanity_checks(model, x.to(device), y.to(device), threats, preset=preset, seed=kwargs.get('seed', 0))
     return table

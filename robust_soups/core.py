@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+from scipy import stats
 from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['get_device', 'model_device', 'seed_everything', 'rank_and_world', 'eval_mode', 'atomic_write_bytes',
-           'atomic_write_json', 'progress', 'shared_data_path']
+           'atomic_write_json', 'progress', 'shared_data_path', 'accuracy_interval', 'paired_comparison',
+           'with_intervals', 'format_accuracies']
 
 # %% ../nbs/00_core.ipynb #65f85416
 def get_device(preference: str | torch.device | None = None, # 'cpu', 'cuda', 'cuda:1', ... or None for the best available
@@ -102,3 +106,64 @@ def shared_data_path(name: str, # file name inside the shared data folder, e.g. 
     roots = [Path(os.environ['ROBUST_SOUPS_SHARED_DATA'])] if 'ROBUST_SOUPS_SHARED_DATA' in os.environ else []
     roots += [parent/'shared'/'data' for parent in Path.cwd().resolve().parents]
     return next((root/name for root in roots if (root/name).is_file()), None)
+
+# %% ../nbs/00_core.ipynb #a44eb8a0
+def accuracy_interval(correct: int, # points classified correctly (or robustly)
+                      n: int, # points evaluated
+                      confidence: float = .95, # coverage of the interval
+                     ) -> tuple[float, float]:
+    "Wilson score interval (in %) for an accuracy of `correct` out of `n` points; (nan, nan) for n = 0."
+    if n == 0: return (math.nan, math.nan)
+    if not 0 <= correct <= n: raise ValueError(f'correct must lie in [0, n], got {correct} of {n}.')
+    ci = stats.binomtest(int(correct), int(n)).proportion_ci(confidence_level=confidence, method='wilson')
+    return (100 * float(ci.low), 100 * float(ci.high))
+
+# %% ../nbs/00_core.ipynb #e796191a
+def paired_comparison(a, # per point: is model A right (bools, numpy or torch)
+                      b, # per point: is model B right, on the same points in the same order
+                      confidence: float = .95, # coverage of the interval
+                      resamples: int = 9999, # bootstrap resamples of the points
+                      seed: int = 0, # seed of the bootstrap (the result is deterministic)
+                     ) -> dict:
+    "A − B accuracy (points of %) on the same points: paired-bootstrap interval, McNemar exact p-value, and 'A', 'B' or 'tie'."
+    a, b = (np.asarray(torch.as_tensor(v).cpu() if torch.is_tensor(v) else v, dtype=bool).ravel() for v in (a, b))
+    if a.shape != b.shape: raise ValueError(f'Paired comparison needs the same points: got {a.size} and {b.size} flags.')
+    only_a, only_b, n = int((a & ~b).sum()), int((b & ~a).sum()), a.size
+    difference = 100 * (only_a - only_b) / n if n else math.nan
+    if only_a + only_b == 0: low = high = difference; p_value = 1.
+    else:
+        boot = stats.bootstrap((a.astype(float), b.astype(float)), lambda u, v, axis: u.mean(axis) - v.mean(axis), paired=True,
+                               vectorized=True, n_resamples=resamples, confidence_level=confidence, method='percentile',
+                               rng=np.random.default_rng(seed))
+        low, high = 100 * boot.confidence_interval.low, 100 * boot.confidence_interval.high
+        p_value = float(stats.binomtest(only_a, only_a + only_b).pvalue)
+    verdict = 'tie' if not low > 0 and not high < 0 else ('A' if low > 0 else 'B')
+    return {'points': n, 'difference': difference, 'low': float(low), 'high': float(high), 'p_value': p_value,
+            'only_a': only_a, 'only_b': only_b, 'verdict': verdict}
+
+# %% ../nbs/00_core.ipynb #9992ebbc
+def with_intervals(table: pd.DataFrame, # accuracies in % and a column with the number of points
+                   columns=None, # accuracy columns to add intervals for (default: every one of clean, linf, l2, l1, union, nominal present)
+                   points: str = 'points', # the column holding n
+                  ) -> pd.DataFrame:
+    "A copy of `table` with `<column>_low` and `<column>_high` (95% Wilson, in %) right after each accuracy column."
+    columns = [c for c in (columns or ('clean', 'linf', 'l2', 'l1', 'union', 'nominal')) if c in table.columns]
+    if columns and points not in table.columns: raise ValueError(f'Intervals need the number of points: no {points!r} column in {list(table.columns)}.')
+    out = table.copy()
+    for c in columns:
+        bounds = [accuracy_interval(round(acc * n / 100), int(n)) if pd.notna(acc) else (math.nan, math.nan)
+                  for acc, n in zip(table[c], table[points])]
+        low, high = zip(*bounds) if bounds else ((), ())
+        at = out.columns.get_loc(c) + 1
+        out = out.drop(columns=[f'{c}_low', f'{c}_high'], errors='ignore')
+        out.insert(at, f'{c}_low', list(low)); out.insert(at + 1, f'{c}_high', list(high))
+    return out
+
+def format_accuracies(table: pd.DataFrame, # from `with_intervals`
+                      digits: int = 1) -> pd.DataFrame:
+    "Each accuracy with an interval as one string 'acc [low, high]', for printing."
+    out = table.drop(columns=[c for c in table.columns if c.endswith(('_low', '_high'))])
+    for c in out.columns:
+        if f'{c}_low' in table.columns:
+            out[c] = [f'{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]' for v, lo, hi in zip(table[c], table[f'{c}_low'], table[f'{c}_high'])]
+    return out

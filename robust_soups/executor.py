@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 import yaml
 
-from .core import atomic_write_bytes, atomic_write_json, eval_mode, get_device, rank_and_world, seed_everything, shared_data_path
+from .core import atomic_write_bytes, atomic_write_json, eval_mode, format_accuracies, get_device, rank_and_world, seed_everything, shared_data_path
 from .threats import threat_models
 
 # %% auto #0
@@ -356,7 +356,7 @@ def stage_report(ctx: Context) -> dict:
     models = pd.read_csv(soups / 'models.csv', index_col=0)
     lines = [f"# robust_soups report: {c['name']}", '', f"Dataset `{c['dataset']}`, model `{c['model']}`, base threat model "
              f"`{c['base']}`, {models['points'].iloc[0]} evaluation points, attack preset `{c['eval']['preset']}`.", '',
-             '## Robustness of the models (%)', '', to_markdown(models.rename(index=theta_label).drop(columns='points')), '']
+             '## Robustness of the models (%, with 95% Wilson intervals)', '', to_markdown(format_accuracies(models.rename(index=theta_label))), '']
     figures = {'fronts': plot_fronts(pd.read_csv(soups / 'fronts.csv'), models, 'two-model soups against MAX and SAT')}
     if (soups / 'simplex.csv').is_file():
         figures['simplex'] = plot_ternary(pd.read_csv(soups / 'simplex.csv').drop(columns='base'), title=f"convex soups of {theta_label(c['base'])} and its fine-tunes")
@@ -420,6 +420,7 @@ def summary_table(out: str | Path) -> pd.DataFrame:
     "The final terminal summary: each model's clean, per-norm and union robust accuracy, and the soups' shift accuracy."
     out = Path(out)
     models = pd.read_csv(out / 'models.csv', index_col=0).drop(columns='points')
+    models = models.drop(columns=[c for c in models.columns if c.endswith(('_low', '_high'))])  # intervals: in report.md
     from robust_soups.lp_soups import theta_label
     shifts = pd.read_csv(out / 'table1.csv', index_col=0)
     models['shifts (mean)'] = [shifts.loc[theta_label(n), 'mean'] if theta_label(n) in shifts.index else np.nan for n in models.index]

@@ -18,19 +18,19 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .core import atomic_write_bytes, atomic_write_json, get_device, progress, seed_everything
+from .core import atomic_write_bytes, atomic_write_json, get_device, paired_comparison, progress, seed_everything
 from .data import Split
 from .threats import ThreatModel
 from .models import create_model, load_checkpoint
-from .attacks import as_threat_dict, evaluate_robustness
+from .attacks import as_threat_dict, evaluate_flags, evaluate_robustness
 from .training import Recipe, finetune, train
-from .soups import SoupEvaluator, pair_grid, simplex_grid, state_of
+from .soups import SoupEvaluator, make_soup, pair_grid, simplex_grid, state_of
 
 # %% auto #0
 __all__ = ['NORM_SYMBOLS', 'ingredient_name', 'baseline_name', 'theta_label', 'train_ingredients', 'fingerprint', 'as_models',
            'evaluate_soup_grid', 'evaluate_models', 'front_pairs', 'front_curve', 'two_model_fronts', 'plot_fronts',
            'front_summary', 'three_model_soups', 'best_soup', 'plot_ternary', 'extrapolation_curve',
-           'plot_extrapolation']
+           'plot_extrapolation', 'split_halves', 'inner_soup_claim', 'inner_soup_claims']
 
 # %% ../nbs/04_lp_soups.ipynb #19cc020d
 NORM_SYMBOLS = {'linf': '∞', 'l2': '2', 'l1': '1', 'nominal': 'nominal'}
@@ -351,3 +351,45 @@ def plot_extrapolation(curve: pd.DataFrame, title: str = '') -> plt.Figure:
     ax.legend(fontsize=7); ax.grid(alpha=.3)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/04_lp_soups.ipynb #73974174
+def split_halves(n: int, # number of points
+                 seed: int = 0, # seed of the split
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Two disjoint random halves of range(n): one to choose on, one to confirm on (no winner's curse)."
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[:n // 2].sort().values, order[n // 2:].sort().values
+
+def inner_soup_claim(ingredients: dict[str, nn.Module | str | Path], # models by name ('linf', 'linf-l2', ...)
+                     data, threats: dict[str, ThreatModel], # points (x, y) and threat models by norm name
+                     start: str, end: str, # the curve w·θ_start + (1−w)·θ_start→end
+                     norm: str, # the norm in which an inner soup should beat both ends
+                     *, step: float = .1, seed: int = 0, preset: str = 'default',
+                     cache_dir: str | Path | None = None, show_progress: bool = False) -> dict:
+    "Fig. 1's claim on one curve and norm: choose the inner soup most robust in `norm` on one half of the points, then test it against both ends on the other half."
+    models = _pick(ingredients, [ingredient_name(start), ingredient_name(start, end)])
+    x, y = data
+    choose, confirm = split_halves(len(y), seed)
+    path = None if cache_dir is None else Path(cache_dir) / f'claim-{start}-{end}-{norm}.csv'
+    inner = [w for w in pair_grid(step) if 0 < w[0] < 1]
+    table = evaluate_soup_grid(models, inner, (x[choose], y[choose]), {norm: threats[norm]}, path=path, preset=preset, seed=seed, show_progress=show_progress)
+    best = table.loc[table[norm].idxmax()]
+    w = float(best[f'w:{ingredient_name(start)}'])
+    ends = list(as_models(models, None).values())
+    flags = {name: evaluate_flags(model, (x[confirm], y[confirm]), {norm: threats[norm]}, preset=preset, seed=seed, show_progress=False)[norm]
+             for name, model in (('soup', make_soup(ends, (w, 1 - w))), ('w=1', ends[0]), ('w=0', ends[1]))}
+    tests = {e: paired_comparison(flags['soup'], flags[e]) for e in ('w=1', 'w=0')}
+    verdicts = [t['verdict'] for t in tests.values()]
+    return {'curve': f'w·{theta_label(start)} + (1−w)·{theta_label(ingredient_name(start, end))}', 'norm': norm, 'w': w,
+            'choose points': len(choose), 'chosen on': float(best[norm]), 'confirm points': len(confirm),
+            'soup': 100 * flags['soup'].float().mean().item(), 'w=1': 100 * flags['w=1'].float().mean().item(),
+            'w=0': 100 * flags['w=0'].float().mean().item(),
+            **{f'soup − {e}': t['difference'] for e, t in tests.items()}, **{f'p vs {e}': t['p_value'] for e, t in tests.items()},
+            'claim': 'holds' if verdicts == ['A', 'A'] else ('fails' if 'B' in verdicts else 'inconclusive')}
+
+def inner_soup_claims(ingredients, data, threats, pairs=None, **kwargs) -> pd.DataFrame:
+    "`inner_soup_claim` for both curves of every pair and both norms of the pair: the paper's Fig. 1 statement, tested."
+    pairs = front_pairs([n for n in threats if n != 'nominal']) if pairs is None else pairs
+    rows = [inner_soup_claim(ingredients, data, threats, start, q if start == p else p, norm, **kwargs)
+            for p, q in pairs for start in (p, q) for norm in (p, q)]
+    return pd.DataFrame(rows).set_index(['curve', 'norm'])
