@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable
 
 import pandas as pd
@@ -230,13 +229,13 @@ def stage_iterations(n_iter: int, schedule) -> list[tuple[float, int]]:
     iters = [math.ceil(share * n_iter) for _, share in schedule[:-1]]
     return [(factor, n) for (factor, _), n in zip(schedule, iters + [n_iter - sum(iters)])]
 
-def _apgd_scheduled(model, x, y, threat: ThreatModel, n_iter: int, loss: Loss, aux, delta0, early_stop: bool, rho: float, schedule):
-    "`_apgd_once` over a schedule of radii: each stage starts at the last one's best point projected; only the last stage (at eps) can fool."
-    stages, histories = stage_iterations(n_iter, schedule), []
+def _apgd_scheduled(model, x, y, threat: ThreatModel, stages: list[tuple[float, int]], loss: Loss, aux, delta0, early_stop: bool, rho: float):
+    "`_apgd_once` over `stage_iterations`' stages, delta0 in the first stage's ball; each later stage starts at the last one's best point projected. Only the last stage (at eps) can fool."
+    histories = []
     for k, (factor, iters) in enumerate(stages):
         stage, last = threat.scaled(factor), k == len(stages) - 1
-        best, best_loss, adv, fooled, history = _apgd_once(model, x, y, stage, iters, loss, aux, project(x, delta0, stage),
-                                                           early_stop and last, rho)
+        start = project(x, delta0, stage) if k else delta0
+        best, best_loss, adv, fooled, history = _apgd_once(model, x, y, stage, iters, loss, aux, start, early_stop and last, rho)
         histories.append(history[1:] if k else history)
         delta0 = best - x
     return best, best_loss, adv, fooled, torch.cat(histories)
@@ -280,6 +279,7 @@ def apgd_run(model: nn.Module, # classifier returning logits, on the same device
     if loss not in LOSSES: raise ValueError(f"Unknown loss {loss!r}; expected one of {', '.join(LOSSES)}.")
     if n_iter < 0 or n_restarts < 1: raise ValueError(f'n_iter must be >= 0 and n_restarts >= 1, got {n_iter} and {n_restarts}.')
     check_inputs(x, y)
+    stages = stage_iterations(n_iter, eps_schedule)  # validates the schedule before any work
     spec, n = LOSSES[loss], len(x)
     mask = torch.ones(n, dtype=torch.bool, device=x.device) if mask is None else mask.to(x.device).bool()
     with eval_mode(model), torch.no_grad():
@@ -297,11 +297,10 @@ def apgd_run(model: nn.Module, # classifier returning logits, on the same device
             todo = (mask & ~fooled) if early_stop else mask
             if not todo.any(): break
             generator = torch.Generator().manual_seed((seed * 1_000_003 + restart) % 2**63)
-            start_threat = threat.scaled(stage_iterations(n_iter, eps_schedule)[0][0])
-            delta0 = random_start(x, start_threat, generator, *(batch_position or (0, None)))[todo]
+            delta0 = random_start(x, threat.scaled(stages[0][0]), generator, *(batch_position or (0, None)))[todo]
             aux = _aux_for(spec, clean_logits, y, restart, n_target_classes)
-            best, loss_, adv, fooled_now, hist = _apgd_scheduled(model, x[todo], y[todo], threat, n_iter, spec,
-                                                                 None if aux is None else aux[todo], delta0, early_stop, rho, eps_schedule)
+            best, loss_, adv, fooled_now, hist = _apgd_scheduled(model, x[todo], y[todo], threat, stages, spec,
+                                                                 None if aux is None else aux[todo], delta0, early_stop, rho)
             idx = todo.nonzero()[:, 0]
             newly = idx[fooled_now & ~fooled[idx]]
             x_adv[newly] = adv[fooled_now & ~fooled[idx]]
@@ -321,12 +320,12 @@ def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel
 # %% ../nbs/03b_attacks.ipynb #914bf89e
 def reference_apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
                    n_iter: int = 100, loss: str = 'ce', n_restarts: int = 1, seed: int = 0,
-                   eps_schedule: bool = False, # AutoAttack's decreasing l_1 radii (its `use_largereps`)
+                   use_largereps: bool = False, # AutoAttack's decreasing l_1 radii (our `L1_EPS_SCHEDULE`)
                   ) -> torch.Tensor:
     "Adversarial examples from the reference APGD (pyautoattack's `APGDAttack`), the model in eval mode."
     from pyautoattack.autopgd_base import APGDAttack
     attack = APGDAttack(model, n_iter=n_iter, norm=threat.autoattack_norm, n_restarts=n_restarts, eps=threat.eps,
-                        seed=seed, loss=loss, device=x.device, use_largereps=eps_schedule)
+                        seed=seed, loss=loss, device=x.device, use_largereps=use_largereps)
     with eval_mode(model): return attack.perturb(x, y)
 
 # %% ../nbs/03b_attacks.ipynb #3449f783
@@ -338,7 +337,7 @@ def compare_with_reference(model: nn.Module, # classifier returning logits
                            losses: dict[str, str] | None = None, # loss per norm (default: the paper's evaluation losses)
                            seed: int = 0,
                           ) -> pd.DataFrame:
-    "Robust accuracy (%) from our `apgd` and from the reference APGD, side by side, per threat model."
+    "Robust accuracy (%) from our `apgd` and from the reference APGD per threat model, with a paired test on the same points."
     losses = losses or {'linf': 'dlr', 'l2': 'dlr', 'l1': 'ce'}
     rows = []
     for name, threat in threats.items():
@@ -346,12 +345,13 @@ def compare_with_reference(model: nn.Module, # classifier returning logits
         ref = reference_apgd(model, x, y, threat, n_iter=n_iter, loss=losses[threat.norm], seed=seed)
         for x_adv in (ours, ref):
             if not in_threat(x, x_adv, threat).all(): raise AssertionError(f'An attack left Δ(x) for {threat}.')
-        acc = lambda x_adv: 100 * (predict(model, x_adv) == y).float().mean().item()
+        robust_ours, robust_ref = predict(model, ours) == y, predict(model, ref) == y
+        test = paired_comparison(robust_ours, robust_ref)
         rows.append({'threat': str(threat), 'loss': losses[threat.norm], 'steps': n_iter, 'points': len(x),
-                     'ours': acc(ours), 'reference': acc(ref)})
-    table = pd.DataFrame(rows).set_index('threat')
-    table['difference'] = table['ours'] - table['reference']
-    return table.round(2)
+                     'ours': 100 * robust_ours.float().mean().item(), 'reference': 100 * robust_ref.float().mean().item(),
+                     'difference': test['difference'], 'low': test['low'], 'high': test['high'], 'p_value': test['p_value'],
+                     'verdict': {'tie': 'tie', 'A': 'ours weaker', 'B': 'ours stronger'}[test['verdict']]})
+    return pd.DataFrame(rows).set_index('threat').round(3)
 
 # %% ../nbs/03b_attacks.ipynb #3d71eab5
 Attack = Callable[..., tuple[torch.Tensor, torch.Tensor]]  # (model, x, y, threat, *, mask, seed) -> (x_adv, fooled by the attack's own pass)
@@ -399,6 +399,23 @@ def as_threat_dict(threats) -> dict[str, ThreatModel]:
     return {name if name is not None else (t.norm if norms.count(t.norm) == 1 else str(t)): t for name, t in items}
 
 # %% ../nbs/03b_attacks.ipynb #12738e47
+@dataclass
+class _Attacked:
+    "One preset attack on the points in `todo`, checked to lie in Δ(x)."
+    x_adv: torch.Tensor
+    fooled: torch.Tensor # misclassified in the attack's own forward pass
+    right: torch.Tensor # x_adv re-predicted right in one pass over the batch
+    todo: torch.Tensor
+    @property
+    def robust(self): return self.todo & ~self.fooled & self.right  # fooled in either pass: not robust
+
+def _attack(model, x, y, threat: ThreatModel, preset: str, todo: torch.Tensor, seed: int) -> _Attacked:
+    x_adv, fooled = EVALUATION_PRESETS[preset][threat.norm](model, x, y, threat, mask=todo, seed=seed)
+    outside = ~in_threat(x, x_adv, threat)
+    if outside.any():
+        raise AssertionError(f'{outside.sum().item()} adversarial examples lie outside {threat}: the attack is broken.')
+    return _Attacked(x_adv, fooled, predict(model, x_adv) == y, todo)
+
 def robustness_flags(model: nn.Module, # classifier returning logits, on the device of x
                      x: torch.Tensor, # clean inputs in [0, 1]
                      y: torch.Tensor, # labels
@@ -421,12 +438,7 @@ def robustness_flags(model: nn.Module, # classifier returning logits, on the dev
     for name, threat in threats.items():
         todo = union if cascade else flags['clean']
         if threat.norm == 'nominal' or not todo.any(): robust = todo.clone()
-        else:
-            x_adv, fooled = EVALUATION_PRESETS[preset][threat.norm](model, x, y, threat, mask=todo, seed=seed)
-            outside = ~in_threat(x, x_adv, threat)
-            if outside.any():
-                raise AssertionError(f'{outside.sum().item()} adversarial examples lie outside {threat}: the attack is broken.')
-            robust = todo & ~fooled & (predict(model, x_adv) == y)  # fooled in the attack's pass or in this one: not robust
+        else: robust = _attack(model, x, y, threat, preset, todo, seed).robust
         union &= robust
         if not cascade: flags[name] = robust
     flags['union'] = union
@@ -469,15 +481,14 @@ def sanity_checks(model: nn.Module, # classifier returning logits
                   square_queries: int = 1000, # queries of the black-box Square attack
                   seed: int = 0,
                  ) -> pd.DataFrame:
-    "Per threat: robust accuracy at the box radius, Square vs white-box, re-verification in fp32; a warning names each failed check."
+    "Per threat: robust points left at the box radius, Square vs white-box, norms re-checked in float64, attack-vs-re-prediction disagreements; a warning names each failed check."
     rows, d = [], x[0].numel()
     correct = predict(model, x) == y
     for name, threat in as_threat_dict(threats).items():
         if threat.norm == 'nominal': continue
-        x_adv, fooled = EVALUATION_PRESETS[preset][threat.norm](model, x, y, threat, mask=correct, seed=seed)
-        inside = in_threat(x.double(), x_adv.double(), threat)  # norms re-computed in float64
-        right_now = predict(model, x_adv) == y
-        white = correct & ~fooled & right_now
+        attacked = _attack(model, x, y, threat, preset, correct, seed)
+        white = attacked.robust
+        inside = in_threat(x.double(), attacked.x_adv.double(), threat)  # norms re-computed in float64
         box = _box_radius(threat, d)
         at_box = (predict(model, apgd(model, x, y, box, n_iter=20, loss='ce', mask=correct, seed=seed)) == y) & correct
         square = _square_robust(model, x, y, threat, white, square_queries, seed)
@@ -486,7 +497,7 @@ def sanity_checks(model: nn.Module, # classifier returning logits
                  {'threat': name, 'check': 'black-box <= white-box: points only Square fools', 'value': test['only_a'],
                   'passed': not (test['verdict'] == 'A' and test['p_value'] < .05)},
                  {'threat': name, 'check': 'in Δ(x) (float64 norms): examples outside', 'value': int((~inside).sum()), 'passed': bool(inside.all())},
-                 {'threat': name, 'check': 're-check: fooled by the attack, right when re-predicted', 'value': int((fooled & correct & right_now).sum()), 'passed': True}]
+                 {'threat': name, 'check': 're-check: fooled by the attack, right when re-predicted', 'value': int((attacked.fooled & correct & attacked.right).sum()), 'passed': True}]
     table = pd.DataFrame(rows)
     for r in table[~table['passed']].itertuples():
         warnings.warn(f'Sanity check failed for {r.threat}: {r.check} = {r.value} (preset {preset!r}). The robust accuracy may be overestimated.', stacklevel=2)
@@ -526,15 +537,21 @@ def evaluate_robustness(model: nn.Module, # classifier returning logits
                         threats = 'cifar10', # threat models: a dataset name, a ThreatModel, a list or a dict
                         *,
                         preset: str = 'default', # 'default', 'strong' or 'autoattack'
+                        batch_size: int = 256, # points attacked together
+                        device: str | torch.device | None = None, # where to compute (default: the model's device)
+                        cascade: bool = False, # union only, each attack on points still robust (faster)
+                        seed: int = 0, # seed of the random starts (mixed with the batch index)
+                        show_progress: bool = True, # progress bar with running accuracies
                         sanity: bool = False, # also run `sanity_checks` on the first batch (table.attrs['sanity'], warnings)
-                        **kwargs, # batch_size, device, cascade, seed, show_progress: see `evaluate_flags`
                        ) -> pd.DataFrame:
     "Clean, per-threat and union robust accuracy (%) of `model` on `data`, with n and 95% intervals, as a one-row table."
     threats = as_threat_dict(threats)
-    table = summarize_flags(evaluate_flags(model, data, threats, preset=preset, **kwargs))
-    table.attrs.update(preset=preset, threats={n: str(t) for n, t in threats.items()}, cascade=kwargs.get('cascade', False))
+    device = torch.device(device) if device is not None else model_device(model)
+    flags = evaluate_flags(model, data, threats, preset=preset, batch_size=batch_size, device=device, cascade=cascade, seed=seed,
+                           show_progress=show_progress)
+    table = summarize_flags(flags)
+    table.attrs.update(preset=preset, threats={n: str(t) for n, t in threats.items()}, cascade=cascade)
     if sanity:
-        x, y = next(iter(_batches(data, kwargs.get('batch_size', 256))[1]))
-        device = kwargs.get('device') or model_device(model)
-        table.attrs['sanity'] = sanity_checks(model, x.to(device), y.to(device), threats, preset=preset, seed=kwargs.get('seed', 0))
+        x, y = next(iter(_batches(data, batch_size)[1]))
+        table.attrs['sanity'] = sanity_checks(model, x.to(device), y.to(device), threats, preset=preset, seed=seed)
     return table

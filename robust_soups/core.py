@@ -126,7 +126,7 @@ def paired_comparison(a, # per point: is model A right (bools, numpy or torch)
                       seed: int = 0, # seed of the bootstrap (the result is deterministic)
                      ) -> dict:
     "A − B accuracy (points of %) on the same points: paired-bootstrap interval, McNemar exact p-value, and 'A', 'B' or 'tie'."
-    a, b = (np.asarray(torch.as_tensor(v).cpu() if torch.is_tensor(v) else v, dtype=bool).ravel() for v in (a, b))
+    a, b = (np.asarray(v.cpu() if torch.is_tensor(v) else v, dtype=bool).ravel() for v in (a, b))
     if a.shape != b.shape: raise ValueError(f'Paired comparison needs the same points: got {a.size} and {b.size} flags.')
     only_a, only_b, n = int((a & ~b).sum()), int((b & ~a).sum()), a.size
     difference = 100 * (only_a - only_b) / n if n else math.nan

@@ -365,17 +365,19 @@ def inner_soup_claim(ingredients: dict[str, nn.Module | str | Path], # models by
                      start: str, end: str, # the curve w·θ_start + (1−w)·θ_start→end
                      norm: str, # the norm in which an inner soup should beat both ends
                      *, step: float = .1, seed: int = 0, preset: str = 'default',
+                     device: str | torch.device | None = None, # default: the best available
                      cache_dir: str | Path | None = None, show_progress: bool = False) -> dict:
     "Fig. 1's claim on one curve and norm: choose the inner soup most robust in `norm` on one half of the points, then test it against both ends on the other half."
-    models = _pick(ingredients, [ingredient_name(start), ingredient_name(start, end)])
+    models = as_models(_pick(ingredients, [ingredient_name(start), ingredient_name(start, end)]), get_device(device))  # loaded once
     x, y = data
     choose, confirm = split_halves(len(y), seed)
     path = None if cache_dir is None else Path(cache_dir) / f'claim-{start}-{end}-{norm}.csv'
     inner = [w for w in pair_grid(step) if 0 < w[0] < 1]
-    table = evaluate_soup_grid(models, inner, (x[choose], y[choose]), {norm: threats[norm]}, path=path, preset=preset, seed=seed, show_progress=show_progress)
+    table = evaluate_soup_grid(models, inner, (x[choose], y[choose]), {norm: threats[norm]}, path=path, preset=preset, seed=seed,
+                               device=device, show_progress=show_progress)
     best = table.loc[table[norm].idxmax()]
     w = float(best[f'w:{ingredient_name(start)}'])
-    ends = list(as_models(models, None).values())
+    ends = list(models.values())
     flags = {name: evaluate_flags(model, (x[confirm], y[confirm]), {norm: threats[norm]}, preset=preset, seed=seed, show_progress=False)[norm]
              for name, model in (('soup', make_soup(ends, (w, 1 - w))), ('w=1', ends[0]), ('w=0', ends[1]))}
     tests = {e: paired_comparison(flags['soup'], flags[e]) for e in ('w=1', 'w=0')}

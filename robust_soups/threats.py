@@ -11,9 +11,8 @@ from dataclasses import dataclass, replace
 import torch
 
 # %% auto #0
-__all__ = ['NORM_ALIASES', 'NORMS', 'INPUT_DIMS', 'PAPER_RADII', 'RADII', 'DATASET_ALIASES', 'PROJECTIONS', 'normalize_norm',
-           'ThreatModel', 'threat_models', 'project_linf', 'project_l2', 'project_l1', 'project', 'perturbation_norms',
-           'in_threat']
+__all__ = ['NORM_ALIASES', 'NORMS', 'PAPER_RADII', 'RADII', 'DATASET_ALIASES', 'PROJECTIONS', 'normalize_norm', 'ThreatModel',
+           'threat_models', 'project_linf', 'project_l2', 'project_l1', 'project', 'perturbation_norms', 'in_threat']
 
 # %% ../nbs/03a_threat_models.ipynb #376826ac
 NORM_ALIASES = {'linf': 'linf', 'inf': 'linf', 'l_inf': 'linf', 'l-inf': 'linf', 'linfinity': 'linf',
@@ -64,8 +63,6 @@ class ThreatModel:
     def __str__(self): return 'nominal' if self.norm == 'nominal' else f'{self.norm}(eps={self.eps:.4g})'
 
 # %% ../nbs/03a_threat_models.ipynb #13d0ec62
-INPUT_DIMS = {'cifar10': 3 * 32 * 32, 'imagenet': 3 * 224 * 224, 'digits': 8 * 8}
-
 PAPER_RADII = {'cifar10': {'linf': 8 / 255, 'l2': 128 / 255, 'l1': 12.},
                'imagenet': {'linf': 4 / 255, 'l2': 4., 'l1': 255.}}
 RADII = {**PAPER_RADII,
