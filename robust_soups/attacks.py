@@ -495,7 +495,7 @@ def sanity_checks(model: nn.Module, # classifier returning logits
         test = paired_comparison(white, square)
         rows += [{'threat': name, 'check': 'radius -> box: robust points left', 'value': int(at_box.sum()), 'passed': not at_box.any()},
                  {'threat': name, 'check': 'black-box <= white-box: points only Square fools', 'value': test['only_a'],
-                  'passed': not (test['verdict'] == 'A' and test['p_value'] < .05)},
+                  'passed': test['verdict'] != 'A'},
                  {'threat': name, 'check': 'in Δ(x) (float64 norms): examples outside', 'value': int((~inside).sum()), 'passed': bool(inside.all())},
                  {'threat': name, 'check': 're-check: fooled by the attack, right when re-predicted', 'value': int((attacked.fooled & correct & attacked.right).sum()), 'passed': True}]
     table = pd.DataFrame(rows)

@@ -121,11 +121,11 @@ def accuracy_interval(correct: int, # points classified correctly (or robustly)
 # %% ../nbs/00_core.ipynb #e796191a
 def paired_comparison(a, # per point: is model A right (bools, numpy or torch)
                       b, # per point: is model B right, on the same points in the same order
-                      confidence: float = .95, # coverage of the interval
+                      confidence: float = .95, # coverage of the interval; 1 − confidence is the test's level
                       resamples: int = 9999, # bootstrap resamples of the points
                       seed: int = 0, # seed of the bootstrap (the result is deterministic)
                      ) -> dict:
-    "A − B accuracy (points of %) on the same points: paired-bootstrap interval, McNemar exact p-value, and 'A', 'B' or 'tie'."
+    "A − B accuracy (points of %) on the same points: paired-bootstrap interval, McNemar exact p-value, and the test's verdict 'A', 'B' or 'tie'."
     a, b = (np.asarray(v.cpu() if torch.is_tensor(v) else v, dtype=bool).ravel() for v in (a, b))
     if a.shape != b.shape: raise ValueError(f'Paired comparison needs the same points: got {a.size} and {b.size} flags.')
     only_a, only_b, n = int((a & ~b).sum()), int((b & ~a).sum()), a.size
@@ -137,7 +137,7 @@ def paired_comparison(a, # per point: is model A right (bools, numpy or torch)
                                rng=np.random.default_rng(seed))
         low, high = 100 * boot.confidence_interval.low, 100 * boot.confidence_interval.high
         p_value = float(stats.binomtest(only_a, only_a + only_b).pvalue)
-    verdict = 'tie' if not low > 0 and not high < 0 else ('A' if low > 0 else 'B')
+    verdict = 'tie' if p_value >= 1 - confidence else ('A' if only_a > only_b else 'B')
     return {'points': n, 'difference': difference, 'low': float(low), 'high': float(high), 'p_value': p_value,
             'only_a': only_a, 'only_b': only_b, 'verdict': verdict}
 
