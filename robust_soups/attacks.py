@@ -455,7 +455,7 @@ def _batches(data, batch_size: int):
 def summarize_flags(flags: dict[str, torch.Tensor]) -> pd.DataFrame:
     "A one-row table: the number of points, the accuracy (%) behind each flag and its 95% Wilson interval."
     n = len(flags['clean'])
-    table = pd.DataFrame([{'points': n, **{k: 100 * v.float().mean().item() if n else math.nan for k, v in flags.items()}}])
+    table = pd.DataFrame([{'points': n, **{k: 100 * v.sum().item() / n if n else math.nan for k, v in flags.items()}}])
     return with_intervals(table, list(flags))
 
 # %% ../nbs/03b_attacks.ipynb #cd41ec4e

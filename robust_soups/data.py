@@ -12,7 +12,7 @@ import pickle
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,11 +24,14 @@ from .core import atomic_write_bytes, progress
 
 # %% auto #0
 __all__ = ['CIFAR10_CLASSES', 'IMAGENET_WNIDS', 'WNID_TO_INDEX', 'IMAGENET_A_WNIDS', 'IMAGENET_R_WNIDS', 'CONFLICT_CATEGORIES',
-           'IMAGE_SUFFIXES', 'CONFLICT_NAMES', 'VARIANTS', 'LABEL_RULES', 'CORRUPTIONS', 'EXTRA_CORRUPTIONS',
-           'SEVERITIES', 'Split', 'stratified_parts', 'load_digits_splits', 'load_cifar10', 'load_cifar10_subset',
-           'write_cifar10_batches', 'write_image_folder', 'imagenet_eval_transform', 'imagenet_train_transform',
-           'imagenet_mixup', 'ImageFiles', 'Variant', 'load_variant', 'correct_predictions', 'variant_accuracy',
-           'corruption_table', 'corrupt_images', 'corrupted_split', 'corruption_shifts', 'few_shot_split']
+           'IMAGE_SUFFIXES', 'CONFLICT_NAMES', 'VARIANTS', 'LABEL_RULES', 'CIFAR10_C_PARAMETERS',
+           'SMALL_IMAGE_CORRUPTIONS', 'CORRUPTIONS', 'EXTRA_CORRUPTIONS', 'SEVERITIES', 'CORRUPTION_PARAMETERS',
+           'CIFAR10_C_SOURCE', 'CIFAR10_1_SOURCE', 'Split', 'stratified_parts', 'load_digits_splits', 'load_cifar10',
+           'load_cifar10_subset', 'write_cifar10_batches', 'write_image_folder', 'imagenet_eval_transform',
+           'imagenet_train_transform', 'imagenet_mixup', 'ImageFiles', 'Variant', 'load_variant', 'correct_predictions',
+           'variant_accuracy', 'corruption_table', 'small_image_corruption', 'corruption_parameters', 'corrupt_images',
+           'corrupted_split', 'corruption_shifts', 'load_cifar10_c', 'load_cifar10_1', 'cifar10_shift_sets',
+           'write_cifar10_c', 'write_cifar10_1', 'few_shot_split']
 
 # %% ../nbs/00a_data.ipynb #6979f8fb
 @dataclass
@@ -328,6 +331,141 @@ def corruption_table(accuracies: dict[tuple[str, int], float], # accuracy per (c
     table.loc['mean'] = table.mean(axis=0)
     return table
 
+# %% ../nbs/00a_data.ipynb #c10par01
+CIFAR10_C_PARAMETERS: dict[str, list] = {  # severities 1-5 of Hendrycks & Dietterich's CIFAR-10-C generation (make_cifar_c.py), for 32×32 images
+    'gaussian_noise': [.04, .06, .08, .09, .10], # noise std (of [0, 1] pixels)
+    'shot_noise': [500, 250, 100, 75, 50], # photons per unit intensity
+    'impulse_noise': [.01, .02, .03, .05, .07], # share of salt-and-pepper pixels
+    'defocus_blur': [(.3, .4), (.4, .5), (.5, .6), (1, .2), (1.5, .1)], # disk radius, its anti-alias blur
+    'glass_blur': [(.05, 1, 1), (.25, 1, 1), (.4, 1, 1), (.25, 1, 2), (.4, 1, 2)], # Gaussian sigma, pixel shuffle distance, passes
+    'motion_blur': [(6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)], # kernel radius, sigma
+    'zoom_blur': [np.arange(1, 1.06, .01), np.arange(1, 1.11, .01), np.arange(1, 1.16, .01), np.arange(1, 1.21, .01), np.arange(1, 1.26, .01)], # zooms averaged
+    'snow': [(.1, .2, 1, .6, 8, 3, .95), (.1, .2, 1, .5, 10, 4, .9), (.15, .3, 1.75, .55, 10, 4, .9), (.25, .3, 2.25, .6, 12, 6, .85),
+             (.3, .3, 1.25, .65, 14, 12, .8)], # flake mean, std, zoom, threshold, blur radius, sigma, image share
+    'frost': [(1, .2), (1, .3), (.9, .4), (.85, .4), (.75, .45)], # image share, frost share
+    'fog': [(.2, 3), (.5, 3), (.75, 2.5), (1, 2), (1.5, 1.75)], # fog strength, plasma-fractal decay
+    'brightness': [.05, .1, .15, .2, .3], # added to HSV value
+    'contrast': [.75, .5, .4, .3, .15], # contrast factor around each channel's mean
+    'elastic_transform': [(0, 0, .08), (.05, .2, .07), (.08, .06, .06), (.1, .04, .05), (.1, .03, .03)], # displacement, smoothness, affine jitter (× image size)
+    'pixelate': [.95, .9, .85, .75, .65], # down-sampling factor
+    'jpeg_compression': [80, 65, 58, 50, 40], # JPEG quality
+}
+
+
+# %% ../nbs/00a_data.ipynb #c10fun01
+# CIFAR-sized versions of the corruptions: each takes an H×W×3 image in [0, 1] (float64) and one row `c` of CIFAR10_C_PARAMETERS and
+# returns the corrupted image (clipped to [0, 1] by `small_image_corruption`). Written here because corrupt-tta's functions hard-code
+# ImageNet-C's 224-px parameters; its size-free helpers (disk, plasma_fractal, clipped_zoom) are reused. Motion blur is
+# ImageMagick's Gaussian-weighted trail (`_motion_trail`): corrupt-tta's replacement ignores sigma, far too strong at 32 px.
+def _defocus(u, c):
+    import cv2
+    from corrupt_tta.corruptions import disk
+    kernel = disk(c[0], alias_blur=c[1])
+    return np.stack([cv2.filter2D(u[..., k].astype(np.float32), -1, kernel) for k in range(3)], -1)
+
+def _glass(u, c):
+    from skimage.filters import gaussian
+    sigma, reach, passes = c
+    image, (h, w) = np.uint8(gaussian(u, sigma=sigma, channel_axis=-1) * 255), u.shape[:2]
+    for _ in range(passes):  # swap each pixel with a random neighbour within `reach`, from the bottom-right corner up
+        for i in range(h - reach, reach, -1):
+            for j in range(w - reach, reach, -1):
+                di, dj = np.random.randint(-reach, reach, size=2)
+                image[i, j], image[i + di, j + dj] = image[i + di, j + dj].copy(), image[i, j].copy()
+    return gaussian(image / 255., sigma=sigma, channel_axis=-1)
+
+def _motion_trail(image: np.ndarray, radius: float, sigma: float, angle: float) -> np.ndarray:
+    "ImageMagick's motion blur (what CIFAR-10-C used through Wand): a one-sided trail of 2·radius + 1 shifted copies along `angle` (degrees), Gaussian-weighted by distance (σ = sigma)."
+    from scipy.ndimage import shift
+    steps = np.arange(int(2 * radius + 1))
+    weights = np.exp(-steps ** 2 / (2 * sigma ** 2)); weights /= weights.sum()
+    direction = np.array([-np.sin(np.radians(angle)), np.cos(np.radians(angle))])  # (rows, columns)
+    spatial = (0,) * (image.ndim - 2)
+    return sum(w * shift(image, (*(i * direction), *spatial), order=1, mode='nearest') for i, w in zip(steps, weights))
+
+def _motion(u, c): return _motion_trail(u, c[0], c[1], np.random.uniform(-45, 45))
+
+def _zoom(u, c):
+    from corrupt_tta.corruptions import clipped_zoom
+    return (u + sum(clipped_zoom(u, z) for z in c)) / (len(c) + 1)
+
+def _snow(u, c):
+    import cv2
+    from corrupt_tta.corruptions import clipped_zoom
+    mean, std, zoom, threshold, radius, sigma, share = c
+    flakes = clipped_zoom(np.random.normal(loc=mean, scale=std, size=u.shape[:2])[..., None], zoom)
+    flakes[flakes < threshold] = 0
+    flakes = np.clip(_motion_trail(flakes[..., 0], radius, sigma, np.random.uniform(-135, -45)), 0, 1)
+    flakes = flakes.reshape(u.shape[:2])[..., None]
+    gray = cv2.cvtColor(u.astype(np.float32), cv2.COLOR_RGB2GRAY)[..., None]
+    return share * u + (1 - share) * np.maximum(u, gray * 1.5 + .5) + flakes + np.rot90(flakes, k=2)
+
+def _frost(u, c):
+    from importlib import resources
+    import cv2
+    h, w = u.shape[:2]
+    name = ['frost1.png', 'frost2.png', 'frost3.png', 'frost4.jpg', 'frost5.jpg'][np.random.randint(5)]
+    with resources.as_file(resources.files('corrupt_tta.assets.frost').joinpath(name)) as path: texture = cv2.imread(str(path))
+    texture = cv2.resize(texture, (0, 0), fx=.2, fy=.2)  # CIFAR-10-C's scale of the frost photographs
+    top, left = np.random.randint(0, texture.shape[0] - h + 1), np.random.randint(0, texture.shape[1] - w + 1)
+    return c[0] * u + c[1] * texture[top:top + h, left:left + w][..., ::-1] / 255.
+
+def _fog(u, c):
+    from corrupt_tta.corruptions import plasma_fractal
+    h, w = u.shape[:2]
+    peak, size = u.max(), 1 << int(np.ceil(np.log2(max(h, w))))  # the fractal's map: 32 px for CIFAR
+    return (u + c[0] * plasma_fractal(mapsize=size, wibbledecay=c[1])[:h, :w][..., None]) * peak / (peak + c[0])
+
+def _brightness(u, c):
+    from skimage.color import hsv2rgb, rgb2hsv
+    hsv = rgb2hsv(u)
+    hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
+    return hsv2rgb(hsv)
+
+def _elastic(u, c):
+    import cv2
+    from scipy.ndimage import map_coordinates
+    from skimage.filters import gaussian
+    h, w = u.shape[:2]
+    alpha, sigma, jitter = (v * max(h, w) for v in c)  # CIFAR-10-C's parameters are fractions of the 32-px side
+    centre, side = np.float32((h, w)) // 2, min(h, w) // 3
+    source = np.float32([centre + side, [centre[0] + side, centre[1] - side], centre - side])
+    target = source + np.random.uniform(-jitter, jitter, size=source.shape).astype(np.float32)
+    image = cv2.warpAffine(u.astype(np.float32), cv2.getAffineTransform(source, target), (w, h), borderMode=cv2.BORDER_REFLECT_101)
+    dx, dy = (gaussian(np.random.uniform(-1, 1, size=(h, w)), sigma, mode='reflect', truncate=3) * alpha for _ in range(2))
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing='ij')
+    return np.stack([map_coordinates(image[..., k], [rows + dy, cols + dx], order=1, mode='reflect') for k in range(3)], -1)
+
+def _pixelate(u, c):
+    h, w = u.shape[:2]
+    small = Image.fromarray(np.uint8(u * 255)).resize((int(w * c), int(h * c)), Image.BOX)
+    return np.asarray(small.resize((w, h), Image.BOX)) / 255.
+
+def _jpeg(u, c):
+    buffer = io.BytesIO()
+    Image.fromarray(np.uint8(u * 255)).save(buffer, 'JPEG', quality=c)
+    return np.asarray(Image.open(buffer)) / 255.
+
+def _impulse(u, c):
+    from skimage.util import random_noise
+    return random_noise(u, mode='s&p', amount=c)
+
+SMALL_IMAGE_CORRUPTIONS: dict[str, Callable] = {
+    'gaussian_noise': lambda u, c: u + np.random.normal(scale=c, size=u.shape),
+    'shot_noise': lambda u, c: np.random.poisson(u * c) / c,
+    'impulse_noise': _impulse, 'defocus_blur': _defocus, 'glass_blur': _glass, 'motion_blur': _motion, 'zoom_blur': _zoom,
+    'snow': _snow, 'frost': _frost, 'fog': _fog, 'brightness': _brightness,
+    'contrast': lambda u, c: (u - u.mean(axis=(0, 1), keepdims=True)) * c + u.mean(axis=(0, 1), keepdims=True),
+    'elastic_transform': _elastic, 'pixelate': _pixelate, 'jpeg_compression': _jpeg,
+}
+
+def small_image_corruption(image: np.ndarray, # H×W×3 uint8
+                           corruption: str, severity: int) -> np.ndarray:
+    "One image corrupted with CIFAR-10-C's parameters (`CIFAR10_C_PARAMETERS`), as floats in [0, 255]; uses numpy's global random state."
+    if corruption not in SMALL_IMAGE_CORRUPTIONS: raise ValueError(f"No CIFAR-10-C parameters for {corruption!r}; known: {', '.join(SMALL_IMAGE_CORRUPTIONS)}.")
+    return np.clip(SMALL_IMAGE_CORRUPTIONS[corruption](np.asarray(image, np.float64) / 255., CIFAR10_C_PARAMETERS[corruption][severity - 1]), 0, 1) * 255
+
+
 # %% ../nbs/00a_data.ipynb #129a45a6
 CORRUPTIONS = ('gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur', 'glass_blur', 'motion_blur', 'zoom_blur',
                'snow', 'frost', 'fog', 'brightness', 'contrast', 'elastic_transform', 'pixelate', 'jpeg_compression')
@@ -337,16 +475,34 @@ SEVERITIES = (1, 2, 3, 4, 5)
 def _image_seed(seed: int, corruption: str, severity: int, index: int) -> int:
     return int.from_bytes(hashlib.sha256(f'{seed}/{corruption}/{severity}/{index}'.encode()).digest()[:4], 'little')
 
+def _imagenet_corruption(image: np.ndarray, corruption: str, severity: int) -> np.ndarray:
+    from corrupt_tta import corruption_dict
+    return corruption_dict[corruption](image, severity=severity)
+
+CORRUPTION_PARAMETERS: dict[str, Callable] = {  # parameter set -> (H×W×3 uint8 image, corruption, severity) -> floats in [0, 255]
+    'cifar10': small_image_corruption, # CIFAR-10-C's (Hendrycks & Dietterich), for 32-px images
+    'imagenet': _imagenet_corruption, # ImageNet-C's, as corrupt-tta ships them (set for 224-px images)
+}
+
+def corruption_parameters(x: torch.Tensor) -> str:
+    "The parameter set for images `x` (N, C, H, W): CIFAR-10-C's for 32×32 images, else ImageNet-C's (digits keep those, as before)."
+    return 'cifar10' if tuple(x.shape[-2:]) == (32, 32) else 'imagenet'
+
 def corrupt_images(x: torch.Tensor, # images (N, C, H, W) in [0, 1], C = 1 or 3
                    corruption: str, # a name from CORRUPTIONS or EXTRA_CORRUPTIONS
                    severity: int, # 1 (mild) to 5 (strong)
                    seed: int = 0, # seed of the corruptions' randomness
+                   parameters: str | None = None, # a key of CORRUPTION_PARAMETERS (default: `corruption_parameters(x)`)
                   ) -> torch.Tensor:
     "Corrupted copies of `x` (same shape, in [0, 1]), deterministic per image and seed."
-    from corrupt_tta import corruption_dict
     if corruption not in CORRUPTIONS + EXTRA_CORRUPTIONS:
         raise ValueError(f"Unknown corruption {corruption!r}; known: {', '.join(CORRUPTIONS + EXTRA_CORRUPTIONS)}.")
     if severity not in SEVERITIES: raise ValueError(f'severity must be 1 to 5, got {severity}.')
+    parameters = parameters or corruption_parameters(x)
+    if parameters not in CORRUPTION_PARAMETERS: raise ValueError(f"Unknown corruption parameters {parameters!r}; known: {', '.join(CORRUPTION_PARAMETERS)}.")
+    if parameters == 'cifar10' and corruption not in CIFAR10_C_PARAMETERS:
+        raise ValueError(f"CIFAR-10-C has no parameters for {corruption!r} here; pass parameters='imagenet' for ImageNet-C's.")
+    corrupt = CORRUPTION_PARAMETERS[parameters]
     images = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     if images.shape[-1] == 1: images = images.repeat(3, -1)
     out = np.empty(images.shape, np.float32)
@@ -354,7 +510,7 @@ def corrupt_images(x: torch.Tensor, # images (N, C, H, W) in [0, 1], C = 1 or 3
     try:
         for i, image in enumerate(images):
             np.random.seed(_image_seed(seed, corruption, severity, i))
-            out[i] = np.asarray(corruption_dict[corruption](image, severity=severity), np.float32)
+            out[i] = np.asarray(corrupt(image, corruption, severity), np.float32)
     finally: np.random.set_state(state)
     result = torch.from_numpy(np.clip(out, 0, 255) / 255.).permute(0, 3, 1, 2)
     return (result.mean(1, keepdim=True) if x.shape[1] == 1 else result).to(x.dtype)
@@ -365,13 +521,14 @@ def corrupted_split(split: Split, # clean images and labels
                     severity: int, # 1 to 5
                     seed: int = 0, # seed of the corruption noise
                     cache_dir: str | Path | None = None, # where to keep the result (None: no cache)
+                    parameters: str | None = None, # a key of CORRUPTION_PARAMETERS (default: by image size)
                    ) -> Split:
     "The split with every image corrupted; read from `cache_dir` when it was computed before (atomic writes)."
-    key = hashlib.sha256(split.x.numpy().tobytes()).hexdigest()[:16]
-    path = Path(cache_dir) / f'{key}-{corruption}-{severity}-seed{seed}.npy' if cache_dir is not None else None
+    key, parameters = hashlib.sha256(split.x.numpy().tobytes()).hexdigest()[:16], parameters or corruption_parameters(split.x)
+    path = Path(cache_dir) / f'{key}-{corruption}-{severity}-seed{seed}-{parameters}.npy' if cache_dir is not None else None
     if path is not None and path.is_file():
         return Split(torch.from_numpy(np.load(path)).float() / 255., split.y.clone())
-    x = corrupt_images(split.x, corruption, severity, seed)
+    x = corrupt_images(split.x, corruption, severity, seed, parameters)
     if path is not None:
         buffer = io.BytesIO(); np.save(buffer, (x * 255).round().to(torch.uint8).numpy())
         atomic_write_bytes(path, buffer.getvalue())
@@ -379,11 +536,82 @@ def corrupted_split(split: Split, # clean images and labels
     return Split(x, split.y.clone())
 
 def corruption_shifts(split: Split, corruptions=CORRUPTIONS, severities=SEVERITIES, seed: int = 0,
-                      cache_dir: str | Path | None = None, show_progress: bool = True) -> dict[tuple[str, int], Split]:
+                      cache_dir: str | Path | None = None, show_progress: bool = True,
+                      parameters: str | None = None, # a key of CORRUPTION_PARAMETERS (default: by image size)
+                     ) -> dict[tuple[str, int], Split]:
     "A corrupted copy of `split` per (corruption, severity), as in ImageNet-C / CIFAR-10-C."
     keys = [(c, s) for c in corruptions for s in severities]
-    return {(c, s): corrupted_split(split, c, s, seed, cache_dir)
+    return {(c, s): corrupted_split(split, c, s, seed, cache_dir, parameters)
             for c, s in progress(keys, show_progress, desc='corruptions')}
+
+# %% ../nbs/00a_data.ipynb #c10ccd01
+CIFAR10_C_SOURCE = 'the official CIFAR-10-C folder (CORRUPTION.npy files and labels.npy; Zenodo record 2535967, CIFAR-10-C.tar)'
+CIFAR10_1_SOURCE = 'the CIFAR-10.1 v6 files cifar10.1_v6_data.npy and cifar10.1_v6_labels.npy (github.com/modestyachts/CIFAR-10.1, datasets/)'
+
+def _nhwc_split(images: np.ndarray, labels: np.ndarray) -> Split:
+    return Split(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255., torch.from_numpy(np.asarray(labels)).long())
+
+def load_cifar10_c(root: str | Path, # the CIFAR-10-C folder
+                   corruptions: Sequence[str] = CORRUPTIONS, severities: Sequence[int] = SEVERITIES,
+                   points: int | None = None, # the first `points` test images of each severity (None: all 10,000)
+                  ) -> dict[str, Split]:
+    "The official CIFAR-10-C as Splits named 'CORRUPTION-SEVERITY' (images in [0, 1]); read lazily, only the points asked for."
+    root = Path(root)
+    missing = [n for n in ['labels.npy'] + [f'{c}.npy' for c in corruptions] if not (root / n).is_file()]
+    if missing: raise FileNotFoundError(f"CIFAR-10-C not found: {root} lacks {', '.join(missing)}. Expected {CIFAR10_C_SOURCE}.")
+    bad = [s for s in severities if s not in SEVERITIES]
+    if bad: raise ValueError(f'CIFAR-10-C severities are 1 to 5, got {bad}.')
+    labels = np.load(root / 'labels.npy')
+    per = len(labels) // 5
+    n = per if points is None else min(points, per)
+    shifts = {}
+    for c in corruptions:
+        images = np.load(root / f'{c}.npy', mmap_mode='r')
+        if images.shape != (len(labels), 32, 32, 3):
+            raise ValueError(f'{root / c}.npy has shape {images.shape}; CIFAR-10-C files hold {len(labels)} images of 32×32×3 (5 severities).')
+        for s in severities: shifts[f'{c}-{s}'] = _nhwc_split(images[(s - 1) * per:(s - 1) * per + n], labels[(s - 1) * per:(s - 1) * per + n])
+    return shifts
+
+def load_cifar10_1(root: str | Path, # the folder holding the CIFAR-10.1 v6 files
+                   points: int | None = None) -> Split:
+    "CIFAR-10.1 (v6): 2,000 new CIFAR-10 test images, in [0, 1]."
+    root = Path(root)
+    names = ['cifar10.1_v6_data.npy', 'cifar10.1_v6_labels.npy']
+    missing = [n for n in names if not (root / n).is_file()]
+    if missing: raise FileNotFoundError(f"CIFAR-10.1 not found: {root} lacks {', '.join(missing)}. Expected {CIFAR10_1_SOURCE}.")
+    images, labels = np.load(root / names[0], mmap_mode='r'), np.load(root / names[1])
+    if images.shape[1:] != (32, 32, 3) or len(images) != len(labels):
+        raise ValueError(f'{root / names[0]} holds {images.shape}; expected N×32×32×3 images with as many labels ({len(labels)}).')
+    return _nhwc_split(images[:points], labels[:points])
+
+def cifar10_shift_sets(root: str | Path, # CIFAR-10-C's files in ROOT or ROOT/CIFAR-10-C; CIFAR-10.1's (optional) in ROOT or ROOT/CIFAR-10.1
+                       corruptions: Sequence[str] = CORRUPTIONS, severities: Sequence[int] = SEVERITIES, points: int | None = None,
+                      ) -> dict[str, Split]:
+    "The published CIFAR-10 shifts under `root`: every 'CORRUPTION-SEVERITY' of CIFAR-10-C, and 'cifar10.1' when its files are there."
+    root = Path(root)
+    shifts = load_cifar10_c(root / 'CIFAR-10-C' if (root / 'CIFAR-10-C').is_dir() else root, corruptions, severities, points)
+    for folder in (root, root / 'CIFAR-10.1'):
+        if (folder / 'cifar10.1_v6_data.npy').is_file(): return shifts | {'cifar10.1': load_cifar10_1(folder, points)}
+    return shifts
+
+def write_cifar10_c(root: str | Path, # the fixture folder (created)
+                    corruptions: Sequence[str] = CORRUPTIONS, n: int = 10, # test images per severity
+                    seed: int = 0) -> Path:
+    "A CIFAR-10-C folder of random images in the official layout (5·n images per corruption, severity-major)."
+    rng, folder = np.random.default_rng(seed), Path(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / 'labels.npy', np.tile(rng.integers(0, 10, n), 5).astype(np.uint8))
+    for c in corruptions: np.save(folder / f'{c}.npy', rng.integers(0, 256, (5 * n, 32, 32, 3), dtype=np.uint8))
+    return folder
+
+def write_cifar10_1(root: str | Path, n: int = 10, seed: int = 0) -> Path:
+    "CIFAR-10.1 v6 files of random images in the official layout."
+    rng, folder = np.random.default_rng(seed), Path(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / 'cifar10.1_v6_data.npy', rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))
+    np.save(folder / 'cifar10.1_v6_labels.npy', rng.integers(0, 10, n).astype(np.int64))
+    return folder
+
 
 # %% ../nbs/00a_data.ipynb #f62f3a13
 def few_shot_split(dataset: Split, # the labelled shifted data

@@ -24,11 +24,11 @@ from .core import atomic_write_bytes, atomic_write_json, eval_mode, format_accur
 from .threats import threat_models
 
 # %% auto #0
-__all__ = ['STAGES', 'STAGE_INPUTS', 'DATA_SOURCES', 'STAGE_FUNCTIONS', 'available_configs', 'parse_override', 'load_config',
-           'stage_keys', 'ConfigError', 'check_runnable', 'Context', 'load_data', 'imagenet_transform',
-           'imagenet_train_data', 'imagenet_eval_points', 'stage_train', 'stage_finetune', 'stage_baselines',
-           'stage_soups', 'stage_shifts', 'stage_report', 'run_pipeline', 'summary_table', 'format_table', 'parse_args',
-           'main']
+__all__ = ['STAGES', 'STAGE_INPUTS', 'STAGE_FORMATS', 'DATA_SOURCES', 'CLAIMS_NOTE', 'STAGE_FUNCTIONS', 'available_configs',
+           'parse_override', 'load_config', 'stage_keys', 'ConfigError', 'check_runnable', 'Context', 'load_data',
+           'imagenet_transform', 'imagenet_train_data', 'imagenet_eval_points', 'finetune_recipes', 'stage_train',
+           'stage_finetune', 'stage_baselines', 'stage_soups', 'stage_shifts', 'format_claims', 'stage_report',
+           'run_pipeline', 'claims_table', 'summary_table', 'format_table', 'parse_args', 'main']
 
 # %% ../nbs/90_executor.ipynb #bfbd9168
 STAGES = ('train', 'finetune', 'baselines', 'soups', 'shifts', 'report')
@@ -70,19 +70,23 @@ def load_config(name: str, # a shipped configuration (see `available_configs`) o
 # %% ../nbs/90_executor.ipynb #46167bd2
 STAGE_INPUTS = {  # configuration entries each stage reads, and the stages it builds on
     'train': (['dataset', 'model', 'model_kwargs', 'seed', 'base', 'recipe', 'epochs', 'checkpoints', 'image_size'], []),
-    'finetune': (['targets', 'finetune_recipe', 'finetune_epochs'], ['train']),
+    'finetune': (['targets', 'finetune_recipe', 'finetune_epochs', 'nominal_finetune_epochs'], ['train']),
     'baselines': (['baselines', 'finetune_recipe', 'finetune_epochs'], ['train']),
     'soups': (['eval', 'image_size'], ['train', 'finetune', 'baselines']),
     'shifts': (['shifts', 'image_size'], ['train', 'finetune']),
     'report': ([], ['soups', 'shifts']),
 }
 
+STAGE_FORMATS = {'baselines': 2, 'soups': 3, 'shifts': 3}  # raised when a stage's saved results change form (soups, shifts 2: claims, standard errors; 3: ingredient checks, selection split; baselines 2: the independent nominal model): older ones are recomputed, never misread
+
 def stage_keys(config: dict) -> dict[str, str]:
-    "The key of every stage: a hash of what it reads and of the keys of the stages it builds on."
+    "The key of every stage: a hash of what it reads, of its results' format and of the keys of the stages it builds on."
     keys = {}
     for stage in STAGES:
         entries, upstream = STAGE_INPUTS[stage]
-        text = json.dumps({'entries': {e: config.get(e) for e in entries}, 'upstream': [keys[u] for u in upstream]}, sort_keys=True)
+        record = {'entries': {e: config.get(e) for e in entries}, 'upstream': [keys[u] for u in upstream]}
+        if stage in STAGE_FORMATS: record['format'] = STAGE_FORMATS[stage]
+        text = json.dumps(record, sort_keys=True)
         keys[stage] = hashlib.sha256(text.encode()).hexdigest()[:10]
     return keys
 
@@ -119,6 +123,11 @@ def check_runnable(config: dict) -> None:
         raise ConfigError(f'The CIFAR-10 subset was not found: {DATA_SOURCES["cifar10-subset"]}.')
     if dataset == 'cifar10-subset' and root and not Path(root).is_file():
         raise ConfigError(f'No file at {root}: {DATA_SOURCES["cifar10-subset"]}.')
+    shifts = config.get('shifts') or {}
+    if shifts.get('root'):  # the published CIFAR-10-C (and CIFAR-10.1): every file checked now, none read
+        from robust_soups.data import cifar10_shift_sets
+        try: cifar10_shift_sets(shifts['root'], shifts['corruptions'], shifts['severities'], points=0)
+        except (FileNotFoundError, ValueError) as e: raise ConfigError(f'shifts.root: {e}') from None
 
 # %% ../nbs/90_executor.ipynb #3938047c
 @dataclass
@@ -199,9 +208,19 @@ def _imported(ctx: 'Context', stage: str, name: str, required: bool = True) -> b
     atomic_write_bytes(ctx.folders[stage] / name / 'best.safetensors', source.read_bytes())
     return True
 
-def _recipe(name: str, epochs):
-    from robust_soups.training import get_recipe
-    return get_recipe(name) if epochs is None else get_recipe(name, epochs=epochs)
+def _epochs(epochs) -> dict:
+    "The recipe fields the configuration overrides (`epochs` / `finetune_epochs`; null keeps the recipe's)."
+    return {} if epochs is None else {'epochs': epochs}
+
+def finetune_recipes(config: dict) -> dict:
+    "The `Recipe` of every fine-tune and baseline of the configuration by model name: the paper's rule for each (base, target) pair, then `finetune_epochs`."
+    from robust_soups.lp_soups import baseline_name, ingredient_name
+    from robust_soups.training import finetune_recipe, get_recipe
+    c, threats, epochs = config, threat_models(config['dataset'], nominal=True), _epochs(config['finetune_epochs'])
+    nominal = _epochs(c.get('nominal_finetune_epochs')) or epochs  # θ_base→nominal: its own override, else finetune_epochs, else the recipe's rule
+    recipes = {ingredient_name(c['base'], q): finetune_recipe(c['finetune_recipe'], threats[c['base']], threats[q], **(nominal if q == 'nominal' else epochs))
+               for q in c['targets']}
+    return recipes | {baseline_name(m, norms): get_recipe(c['finetune_recipe'], **epochs) for norms in c['baselines'] for m in ('max', 'sat')}
 
 # %% ../nbs/90_executor.ipynb #0d501865
 def _check_model_fits(model, data, config: dict) -> None:
@@ -217,13 +236,13 @@ def _check_model_fits(model, data, config: dict) -> None:
 def stage_train(ctx: Context) -> dict:
     "θ_base trained from scratch."
     from robust_soups.models import create_model
-    from robust_soups.training import train
+    from robust_soups.training import get_recipe, train
     c = ctx.config
     if _imported(ctx, 'train', c['base']): return {'models': [c['base']], 'imported': True}
     seed_everything(c['seed'])
     model = create_model(c['model'], **(c.get('model_kwargs') or {}))
     _check_model_fits(model, ctx.train_data(), c)
-    result = train(model, ctx.train_data(), ctx.threats()[c['base']], _recipe(c['recipe'], c['epochs']), out_dir=ctx.folders['train'] / c['base'],
+    result = train(model, ctx.train_data(), ctx.threats()[c['base']], get_recipe(c['recipe'], **_epochs(c['epochs'])), out_dir=ctx.folders['train'] / c['base'],
                    **ctx.training_options())
     return {'models': [c['base']], 'selected_epoch': result.best_epoch}
 
@@ -237,55 +256,68 @@ def stage_finetune(ctx: Context) -> dict:
         name = ingredient_name(c['base'], q)
         names.append(name)
         if _imported(ctx, 'finetune', name): continue
-        recipe = c['finetune_recipe'] if c['finetune_epochs'] is None else _recipe(c['finetune_recipe'], c['finetune_epochs'])
-        finetune(parent, threats[q], ctx.train_data(), recipe, out_dir=ctx.folders['finetune'] / name, **ctx.training_options())
+        finetune(parent, threats[q], ctx.train_data(), finetune_recipes(c)[name], out_dir=ctx.folders['finetune'] / name, **ctx.training_options())
     return {'models': names}
 
 def stage_baselines(ctx: Context) -> dict:
-    "MAX and SAT for every set of threat models, fine-tuned from θ_base."
+    "The baselines: a nominal model trained independently (Table 1), and MAX and SAT for every set of threat models, fine-tuned from θ_base."
     from robust_soups.lp_soups import baseline_name
-    from robust_soups.training import finetune
+    from robust_soups.models import create_model
+    from robust_soups.training import finetune, get_recipe, train
     c, threats = ctx.config, ctx.threats()
     parent, names = ctx.folders['train'] / c['base'] / 'best.safetensors', []
+    if not _imported(ctx, 'baselines', 'nominal', required=False):  # Table 1's nominal model: trained from scratch as θ_base is, without attacks
+        seed_everything(c['seed'])
+        train(create_model(c['model'], **(c.get('model_kwargs') or {})), ctx.train_data(), threats['nominal'], get_recipe(c['recipe'], **_epochs(c['epochs'])),
+              out_dir=ctx.folders['baselines'] / 'nominal', **ctx.training_options())
+    if (ctx.folders['baselines'] / 'nominal').is_dir(): names.append('nominal')
     for norms in c['baselines']:
         for mode in ('max', 'sat'):
             name = baseline_name(mode, norms)
             if _imported(ctx, 'baselines', name, required=False):
                 if (ctx.folders['baselines'] / name).is_dir(): names.append(name)
                 continue
-            finetune(parent, [threats[n] for n in norms], ctx.train_data(), _recipe(c['finetune_recipe'], c['finetune_epochs']), mode=mode,
+            finetune(parent, [threats[n] for n in norms], ctx.train_data(), finetune_recipes(c)[name], mode=mode,
                      out_dir=ctx.folders['baselines'] / name, **ctx.training_options())
             names.append(name)
     return {'models': names}
 
 # %% ../nbs/90_executor.ipynb #7ef69ddd
 def stage_soups(ctx: Context) -> dict:
-    "l_p robustness of every model, of w·θ_base + (1−w)·θ_base→q, of the simplex and of the extrapolation."
-    from robust_soups.lp_soups import as_models, evaluate_models, extrapolation_curve, front_curve, three_model_soups
+    "l_p robustness of every model, of w·θ_base + (1−w)·θ_base→q, of the simplex and of the extrapolation; the paper's claims as paired tests."
+    from robust_soups.lp_soups import (as_models, evaluate_models, extrapolation_curve, finetune_claims, front_curve, ingredient_checks,
+                                       mixed_soup_claims, three_model_soups, warn_unlearned)
     c, e, folder = ctx.config, ctx.config['eval'], ctx.folders['soups']
     threats = ctx.threats(nominal=False)
     test = ctx.data['test'] if e['points'] is None else ctx.data['test'].head(e['points'])
     models, cache = as_models(ctx.checkpoints(), ctx.device), folder / 'cache'  # loaded once for every evaluation below
     common = dict(preset=e['preset'], seed=c['seed'], device=ctx.device)
-    results = {'models': evaluate_models(models, test, threats, cache_dir=cache, show_progress=ctx.show_progress, **common)}
+    results = {'models': evaluate_models(models, test, threats, cache_dir=cache, show_progress=ctx.show_progress, with_flags=True, **common)}
+    results['checks'] = ingredient_checks(results['models'])  # did each ingredient learn its threat? (before any soup is built from it)
+    warn_unlearned(results['checks'])
     p = c['base']
     pairs = [tuple(n for n in threats if n in (p, q)) for q in c['targets'] if q in threats]  # in the plot's axis order
     results['fronts'] = pd.concat([front_curve(models, test, threats, pair, p, step=e['pair_step'], cache_dir=cache, show_progress=ctx.show_progress, **common)
                                    for pair in pairs], ignore_index=True)
     others = [t for t in c['targets'] if t in threats]
     if len(others) == 2:
-        results['simplex'] = three_model_soups(models, test, threats, p, step=e['simplex_step'], cache_dir=cache, show_progress=ctx.show_progress, **common)
+        results['simplex'] = three_model_soups(models, test, threats, p, step=e['simplex_step'], cache_dir=cache, show_progress=ctx.show_progress,
+                                               with_flags=True, **common)
     if 'l2' in others and p != 'l2':
         low, high, step = e['extrapolation']
         results['extrapolation'] = extrapolation_curve(models, test, threats, p, 'l2', low=low, high=high, step=step, cache_dir=cache,
                                                        show_progress=ctx.show_progress, **common)
-    for name, table in results.items(): atomic_write_bytes(folder / f'{name}.csv', table.to_csv(index=name == 'models').encode())
+    claims = [finetune_claims(results['models'], p, c['targets'])] + ([mixed_soup_claims(results['simplex'], 'union', seed=c['seed'])] if 'simplex' in results else [])
+    results['claims'] = pd.concat(claims)
+    for name, table in results.items():
+        table = table.drop(columns=[col for col in table.columns if col.startswith('flags:')])  # the per-point flags stay in the cache
+        atomic_write_bytes(folder / f'{name}.csv', table.to_csv(index=name in ('models', 'claims')).encode())
     return {'tables': sorted(results)}
 
 # %% ../nbs/90_executor.ipynb #b4361026
 def stage_shifts(ctx: Context) -> dict:
     "The affine soup grid on the clean test set and its corruptions: selection, Table 1, data efficiency, composition."
-    from robust_soups.data import corruption_shifts
+    from robust_soups.data import cifar10_shift_sets, corruption_shifts
     from robust_soups.shifts import (data_efficiency, dataset_specific_soups, holdout_split, shift_predictions, shift_table, to_markdown,
                                      top_weights)
     from robust_soups.lp_soups import theta_label
@@ -294,21 +326,26 @@ def stage_shifts(ctx: Context) -> dict:
     if c['dataset'] == 'imagenet': shifts, rules, groups, data_key = _imagenet_shifts(ctx)
     else:
         test = ctx.data['test'] if s['points'] is None else ctx.data['test'].head(s['points'])
-        shifts = {'clean': test, **{f'{k}-{v}': split for (k, v), split in corruption_shifts(test, s['corruptions'], s['severities'], seed=c['seed'],
-                                                                                              cache_dir=folder / 'corruptions', show_progress=ctx.show_progress).items()}}
+        if s.get('root'):  # the published CIFAR-10-C: image i of each severity is test image i (and CIFAR-10.1 when present)
+            shifts = {'clean': test, **cifar10_shift_sets(s['root'], s['corruptions'], s['severities'], points=len(test))}
+        else: shifts = {'clean': test, **{f'{k}-{v}': split for (k, v), split in corruption_shifts(test, s['corruptions'], s['severities'], seed=c['seed'],
+                                                                                                   cache_dir=folder / 'corruptions', show_progress=ctx.show_progress).items()}}
         rules, data_key = None, None
         groups = {'clean': ['clean'], **{f'severity {v}': [f'{k}-{v}' for k in s['corruptions']] for v in s['severities']}}
+        if 'cifar10.1' in shifts: groups['cifar10.1'] = ['cifar10.1']
     paths = ctx.checkpoints()
     names = [c['base']] + [f"{c['base']}-{q}" for q in c['targets']]
     ingredients = {n: paths[n] for n in names}
-    ensembles = [tuple(names)] + ([(c['base'], f"{c['base']}-nominal")] if 'nominal' in c['targets'] else [])
+    extra = {'nominal': paths['nominal']} if 'nominal' in paths else {}  # Table 1: the independent nominal model, alone and with θ_base (×2)
+    ensembles = ([('nominal',), ('nominal', c['base'])] if extra else []) + [tuple(names)] + ([(c['base'], f"{c['base']}-nominal")] if 'nominal' in c['targets'] else [])
     grid = affine_grid(len(names), -.4, 1.4, s['grid_step'])
     grid += [w for w in (tuple(float(i == j) for j in range(len(names))) for i in range(len(names))) if w not in grid]  # each ingredient alone
-    predictions = shift_predictions(ingredients, shifts, grid, ensembles=ensembles, rules=rules, data_key=data_key,
+    predictions = shift_predictions(ingredients, shifts, grid, ensembles=ensembles, extra=extra, rules=rules, data_key=data_key,
                                     path=folder / 'flags.safetensors', batch_size=1024, device=ctx.device, show_progress=ctx.show_progress)
     sizes = set(predictions.shifts.values())
-    pool, held = holdout_split(sizes.pop() if len(sizes) == 1 else predictions.shifts, s['held_out'], seed=c['seed'])
-    table = shift_table(predictions, pool, held, groups)
+    pool, held = holdout_split(sizes.pop() if len(sizes) == 1 else predictions.shifts, selection=s['selection'], seed=c['seed'])  # select on `selection`, evaluate on the rest
+    datasets = groups if c['dataset'] == 'imagenet' else None  # ImageNet: one soup per dataset (ImageNet-C as one); CIFAR: one per corruption × severity
+    table = shift_table(predictions, pool, held, groups, datasets=datasets)
     atomic_write_bytes(folder / 'table1.csv', table.to_csv().encode())
     atomic_write_bytes(folder / 'table1.md', to_markdown(table).encode())
     ks = [k for k in s['ks'] if k <= min(len(p) for p in (pool.values() if isinstance(pool, dict) else [pool]))]
@@ -317,9 +354,10 @@ def stage_shifts(ctx: Context) -> dict:
     atomic_write_bytes(folder / 'efficiency.csv', efficiency.to_csv(index=False).encode())
     weights = top_weights(predictions, dataset_specific_soups(predictions, pool, held))
     atomic_write_bytes(folder / 'top_weights.csv', weights.to_csv(index=False).encode())
-    base = predictions.ingredient_index(c['base'])
-    reference = {theta_label(c['base']): {g: float(np.mean([predictions.accuracy(x, held)[base].item() for x in xs])) for g, xs in groups.items()},
-                 'best soup on held-out (oracle)': {g: float(np.mean([predictions.accuracy(x, held).max().item() for x in xs])) for g, xs in groups.items()}}
+    by_group = lambda accuracy: {g: float(np.mean([accuracy(x) for x in xs])) for g, xs in groups.items()}  # accuracy(shift) on the held-out points
+    reference = {theta_label(n): by_group(lambda x, i=predictions.ingredient_index(n): predictions.accuracy(x, held)[i].item()) for n in names}  # Fig. 8: every ingredient,
+    if extra: reference[theta_label('nominal')] = by_group(lambda x: predictions.ensemble_accuracy(x, held)[0].item())  # the nominal baseline
+    reference['best soup on held-out (oracle)'] = by_group(lambda x: predictions.accuracy(x, held).max().item())  # and the oracle
     atomic_write_json(folder / 'references.json', reference)
     return {'soups': len(predictions.grid), 'shifts': len(shifts), 'points': int(predictions.correct.shape[1])}
 
@@ -333,8 +371,8 @@ def _imagenet_shifts(ctx: Context):
     options = {'labels_file': root / 'real.json'} if (root / 'real.json').is_file() else {}
     loaders, rules = imagenet_shifts(roots, imagenet_transform(ctx.config), batch_size=256,
                                      num_workers=0 if ctx.device.type == 'cpu' else min(8, os.cpu_count() or 1), **options)
-    groups = {}
-    for name in loaders: groups.setdefault(f"imagenet-c severity {name.rsplit('-', 1)[1]}" if name.startswith('imagenet-c/') else name, []).append(name)
+    groups = {}  # the paper's Table 1: one column (and one dataset-specific soup) per dataset, ImageNet-C one dataset of its 75 sets
+    for name in loaders: groups.setdefault('imagenet-c' if name.startswith('imagenet-c/') else name, []).append(name)
     return loaders, rules, groups, json.dumps({'roots': sorted(map(str, roots.values())), 'image_size': ctx.config.get('image_size')})
 
 # %% ../nbs/90_executor.ipynb #be929c39
@@ -345,6 +383,16 @@ def _save(fig, path: Path) -> str:
     atomic_write_bytes(path, buffer.getvalue())
     plt.close(fig)
     return path.name
+
+CLAIMS_NOTE = ("McNemar's exact test at 5% on the points both models saw; the difference in points of %, with a paired-bootstrap 95% "
+               "interval. 'holds': the test finds the claim, 'fails': it finds the opposite, 'tie': neither. The mixed soup is chosen on "
+               "one half of the points and tested on the other (no winner's curse).")
+
+def format_claims(claims: pd.DataFrame) -> pd.DataFrame:
+    "Claims as printed: n, difference [interval], p-value, result."
+    return pd.DataFrame({'points': claims['points'],
+                         'difference': [f'{d:+.1f} [{lo:+.1f}, {hi:+.1f}]' for d, lo, hi in zip(claims['difference'], claims['low'], claims['high'])],
+                         'p': [f'{p:.2g}' for p in claims['p_value']], 'result': claims['result']}, index=claims.index)
 
 def stage_report(ctx: Context) -> dict:
     "PNG figures, CSV tables and report.md in the output folder, from the saved stage results."
@@ -368,10 +416,19 @@ def stage_report(ctx: Context) -> dict:
     if corruptions and severities:
         figures['composition'] = plot_composition_grid(pd.read_csv(shifts / 'top_weights.csv'), corruptions, severities, title='mean weights of the top 5 soups')
     names = {k: _save(fig, out / f'{k}.png') for k, fig in figures.items()}
+    claims = pd.read_csv(soups / 'claims.csv', index_col=0)
+    lines += ["## The paper's claims, tested (paired, on the same points)", '', CLAIMS_NOTE, '', to_markdown(format_claims(claims)), '']
+    checks = pd.read_csv(soups / 'checks.csv')
+    if len(checks):
+        failed = checks.loc[~checks['learned'], 'ingredient'].unique()
+        verdict = (f"**Not learned: {', '.join(map(theta_label, failed))}.** Soups of these ingredients are not the paper's experiment."
+                   if len(failed) else 'Every ingredient learned its threat.')
+        lines += ['## Did each ingredient learn its threat?', '', verdict, '',
+                  to_markdown(format_claims(checks.set_index('check')).assign(learned=checks['learned'].map({True: 'yes', False: '**no**'}).values)), '']
     lines += ['## Soups for l_p robustness', ''] + [f'![{k}]({names[k]})' for k in ('fronts', 'simplex', 'extrapolation') if k in names]
     lines += ['', '## Soups for corruption shifts: held-out accuracy (%)', '', (shifts / 'table1.md').read_text(), '',
               f'![data efficiency]({names["data_efficiency"]})'] + ([f'![composition]({names["composition"]})'] if 'composition' in names else [])
-    for folder, files_ in ((soups, ['models.csv', 'fronts.csv', 'simplex.csv', 'extrapolation.csv']), (shifts, ['table1.csv', 'efficiency.csv', 'top_weights.csv'])):
+    for folder, files_ in ((soups, ['models.csv', 'checks.csv', 'claims.csv', 'fronts.csv', 'simplex.csv', 'extrapolation.csv']), (shifts, ['table1.csv', 'efficiency.csv', 'top_weights.csv'])):
         for f in files_:
             if (folder / f).is_file(): atomic_write_bytes(out / f, (folder / f).read_bytes())
     atomic_write_bytes(out / 'report.md', ('\n'.join(lines) + '\n').encode())
@@ -415,6 +472,10 @@ def run_pipeline(config: dict, # from `load_config`
         records[stage] = json.loads(marker.read_text())
         log(f'✓ {stage:<9} done in {records[stage]["seconds"]:.0f} s')
     return records
+
+def claims_table(out: str | Path) -> pd.DataFrame:
+    "The paper's claims of the run as paired tests (see `format_claims`)."
+    return format_claims(pd.read_csv(Path(out) / 'claims.csv', index_col=0))
 
 def summary_table(out: str | Path) -> pd.DataFrame:
     "The final terminal summary: each model's clean, per-norm and union robust accuracy, and the soups' shift accuracy."
@@ -477,5 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nSummary ({config['name']}, {time.perf_counter() - start:.0f} s): robust accuracy (%) per threat model, "
               f"and mean held-out accuracy (%) over the shifts\n")
         print(format_table(summary_table(out)))
+        print(f"\nThe paper's claims, paired tests on {config['eval']['points'] or 'all'} test points (difference in points of %, 95% interval):\n")
+        print(format_table(claims_table(out)))
         print(f'\nReport: {out / "report.md"} (figures and CSV tables beside it)')
     return 0

@@ -24,7 +24,7 @@ from .data import Split
 from .lp_soups import as_models
 from .models import predict
 from .shifts import ShiftPredictions, rank_soups
-from .soups import check_ingredients, make_soup, state_of
+from .soups import check_ingredients, make_soup, state_of, valid_statistic
 from .threats import ThreatModel
 
 # %% auto #0
@@ -81,7 +81,7 @@ class LearnableSoup(nn.Module):
         state = {}
         for i, k in enumerate(self.keys):
             stacked = getattr(self, f'stacked_{i}')
-            state[k] = torch.tensordot(self.weights[self.rows[i]].to(stacked.dtype), stacked, dims=1)
+            state[k] = valid_statistic(k, torch.tensordot(self.weights[self.rows[i]].to(stacked.dtype), stacked, dims=1))  # variances kept ≥ 0
         return {**state, **self.fixed}
 
     def _folded_state(self) -> dict[str, torch.Tensor]:
@@ -168,9 +168,11 @@ def learn_soup(ingredients: dict[str, nn.Module | str | Path], # models (or chec
             both = soup(torch.cat([xb, worst]))
             loss = (1 - alpha) * F.cross_entropy(both[:len(xb)], yb) + alpha * F.cross_entropy(both[len(xb):], yb)
             fwd, bwd = fwd + len(xb), bwd + len(xb)  # the clean half (the adversarial half is counted below)
+        if not torch.isfinite(loss): raise FloatingPointError(f'learn_soup: the {objective} loss is {loss.item()} at step {step}; no soup is returned.')
         optimizer.zero_grad(); loss.backward()
         soup.weights.grad -= soup.weights.grad.mean(-1, keepdim=True)  # the direction within the affine set (Adam would move every weight alike)
         optimizer.step(); soup.project()
+        if not torch.isfinite(soup.weights).all(): raise FloatingPointError(f'learn_soup: non-finite soup weights after step {step}; no soup is returned.')
         fwd, bwd = fwd + len(xb), bwd + len(xb)
         record.append({'step': step, 'loss': loss.item()})
     return LearnedSoup(soup, pd.DataFrame(record), fwd, bwd)
@@ -270,11 +272,13 @@ def _per_trial(results: pd.DataFrame) -> pd.DataFrame:
 
 def comparison_table(results: pd.DataFrame # from `compare_with_grid` (or its CSV)
                     ) -> pd.DataFrame:
-    "Per method and k: held-out accuracy 'mean ± std' over trials, and mean forward/backward passes per selection."
+    "Per method and k: held-out accuracy 'mean ± std' over trials, the trials and the standard error of the mean, and mean forward/backward passes per selection."
     stats = _per_trial(results).groupby(['method', 'k']).agg(mean=('held_out', 'mean'), std=('held_out', 'std'),
                                                              forward=('forward_passes', 'mean'), backward=('backward_passes', 'mean'))
     order = [m for m in METHODS if m in stats.index.get_level_values(0)]
+    trials = _per_trial(results).groupby(['method', 'k'])['trial'].count()
     table = pd.DataFrame({'held-out accuracy (%)': [f'{m:.1f} ± {s:.1f}' for m, s in zip(stats['mean'], stats['std'].fillna(0))],
+                          'trials': trials, 'standard error': (stats['std'] / np.sqrt(trials)).round(2),
                           'forward passes': stats['forward'].round().astype(int), 'backward passes': stats['backward'].round().astype(int)}, index=stats.index)
     return table.loc[order]
 

@@ -9,6 +9,7 @@ import copy
 import hashlib
 import itertools
 import json
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -22,15 +23,17 @@ from .core import atomic_write_bytes, atomic_write_json, get_device, paired_comp
 from .data import Split
 from .threats import ThreatModel
 from .models import create_model, load_checkpoint
-from .attacks import as_threat_dict, evaluate_flags, evaluate_robustness
+from .attacks import as_threat_dict, evaluate_flags, summarize_flags
 from .training import Recipe, finetune, train
 from .soups import SoupEvaluator, make_soup, pair_grid, simplex_grid, state_of
 
 # %% auto #0
-__all__ = ['NORM_SYMBOLS', 'ingredient_name', 'baseline_name', 'theta_label', 'train_ingredients', 'fingerprint', 'as_models',
-           'evaluate_soup_grid', 'evaluate_models', 'front_pairs', 'front_curve', 'two_model_fronts', 'plot_fronts',
-           'front_summary', 'three_model_soups', 'best_soup', 'plot_ternary', 'extrapolation_curve',
-           'plot_extrapolation', 'split_halves', 'inner_soup_claim', 'inner_soup_claims']
+__all__ = ['NORM_SYMBOLS', 'CLAIM_RESULTS', 'ingredient_name', 'baseline_name', 'theta_label', 'train_ingredients', 'fingerprint',
+           'as_models', 'encode_flags', 'decode_flags', 'flags_of', 'evaluate_soup_grid', 'evaluate_models',
+           'front_pairs', 'front_curve', 'two_model_fronts', 'plot_fronts', 'front_summary', 'three_model_soups',
+           'best_soup', 'plot_ternary', 'extrapolation_curve', 'plot_extrapolation', 'split_halves', 'overall_claim',
+           'mixed_soup_test', 'inner_soup_claim', 'inner_soup_claims', 'mixed_soup_claims', 'finetune_claims',
+           'ingredient_checks', 'warn_unlearned']
 
 # %% ../nbs/04_lp_soups.ipynb #19cc020d
 NORM_SYMBOLS = {'linf': '∞', 'l2': '2', 'l1': '1', 'nominal': 'nominal'}
@@ -74,9 +77,10 @@ def train_ingredients(architecture: str, # a registered architecture, see `creat
                       model_kwargs: dict | None = None, # passed to `create_model` (e.g. in_chans=1)
                       seed: int = 0, # seed of the initialisation, the data order and the attacks
                       device: str | torch.device | None = None, # default: the best available
+                      check: Split | None = None, # points to check on after training that each ingredient learned its threat (`ingredient_checks`)
                       show_progress: bool = True,
                      ) -> dict[str, Path]:
-    "Train θ_p for every base, θ_p→q for every target and MAX/SAT for every baseline set; checkpoint paths by name."
+    "Train θ_p for every base, θ_p→q for every target and MAX/SAT for every baseline set; checkpoint paths by name. With `check`: OUT_DIR/checks.csv and a warning naming every ingredient that did not learn its threat."
     out_dir = Path(out_dir)
     targets = list(threats) if targets is None else list(targets)
     for norm in [*bases, *targets, *itertools.chain(*baselines)]:
@@ -101,6 +105,12 @@ def train_ingredients(architecture: str, # a registered architecture, see `creat
             name = baseline_name(mode, norms)
             finetune(start, [threats[n] for n in norms], data['train'], finetune_recipe, mode=mode, out_dir=out_dir / name, **common)
             paths[name] = out_dir / name / 'best.safetensors'
+    if check is not None:
+        singles = {n: p for n, p in paths.items() if not n.startswith(('max-', 'sat-'))}
+        lp = {k: t for k, t in threats.items() if k != 'nominal'}
+        checks = ingredient_checks(evaluate_models(singles, check, lp, cache_dir=out_dir / 'checks', with_flags=True, seed=seed, device=device, show_progress=False))
+        atomic_write_bytes(out_dir / 'checks.csv', checks.to_csv(index=False).encode())
+        warn_unlearned(checks)
     return paths
 
 # %% ../nbs/04_lp_soups.ipynb #6286a3fb
@@ -131,6 +141,19 @@ def _weights_key(weights) -> tuple[float, ...]:
     return tuple(round(float(w), 6) for w in weights)
 
 # %% ../nbs/04_lp_soups.ipynb #70f59cf4
+def encode_flags(flags: torch.Tensor) -> str:
+    "Per-point bools as hex text (8 points a byte) for one CSV cell."
+    return np.packbits(flags.cpu().numpy().astype(bool)).tobytes().hex()
+
+def decode_flags(text: str, # from `encode_flags`
+                 points: int) -> torch.Tensor:
+    "The per-point bools kept by `encode_flags`."
+    return torch.from_numpy(np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:int(points)].astype(bool))
+
+def flags_of(row: pd.Series) -> dict[str, torch.Tensor]:
+    "The per-point flags of one row of `evaluate_soup_grid(..., with_flags=True)`, by metric ('clean', 'linf', ..., 'union')."
+    return {c.removeprefix('flags:'): decode_flags(v, row['points']) for c, v in row.items() if c.startswith('flags:')}
+
 def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models (or checkpoints) by name, one architecture
                        grid: Sequence[Sequence[float]], # soup weights, one per ingredient in the dict's order
                        data: Split | tuple[torch.Tensor, torch.Tensor], # evaluation points, x in [0, 1]
@@ -142,15 +165,16 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
                        batch_size: int = 256,
                        seed: int = 0, # seed of the attacks
                        device: str | torch.device | None = None, # default: the best available
+                       with_flags: bool = False, # also return each soup's per-point flags ('flags:METRIC' columns, see `flags_of`)
                        show_progress: bool = True,
                       ) -> pd.DataFrame:
-    "Clean, per-threat and union robust accuracy (%) of every soup of `grid`: one row per soup, weights in 'w:NAME' columns."
+    "Clean, per-threat and union robust accuracy (%) of every soup of `grid` with n and 95% intervals: one row per soup, weights in 'w:NAME' columns."
     device = get_device(device)
     models = as_models(ingredients, device)
     names, threats = list(models), as_threat_dict(threats)
     x, y = data
     evaluator = SoupEvaluator(list(models.values()), copy.deepcopy(next(iter(models.values()))))
-    columns = [f'w:{n}' for n in names]
+    columns, flag_columns = [f'w:{n}' for n in names], [f'flags:{m}' for m in ['clean', *threats, 'union']]
     config = {'ingredients': names, 'weights': fingerprint([state_of(m) for m in models.values()]), 'data': fingerprint(x, y),
               'points': len(y), 'threats': {k: str(t) for k, t in threats.items()}, 'preset': preset, 'seed': seed}
     done = pd.DataFrame(columns=columns)
@@ -161,19 +185,23 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
             if saved != config:
                 differ = [k for k in config if saved.get(k) != config[k]]
                 raise ValueError(f'{path} holds results of another evaluation (different {", ".join(differ)}): use another path or delete it.')
-            if path.is_file(): done = pd.read_csv(path, engine='python')  # exact floats
+            if path.is_file():  # exact floats; flags as text; rows written before flags were kept are computed again
+                done = pd.read_csv(path, engine='python', dtype={c: str for c in flag_columns})
+                done = done[done.reindex(columns=flag_columns).notna().all(axis=1)].reset_index(drop=True)
         else: atomic_write_json(record, config)
     cached = {_weights_key(r) for r in done[columns].itertuples(index=False)}
     todo = [w for w in dict.fromkeys(_weights_key(w) for w in grid) if w not in cached]
     for weights in progress(todo, show_progress, desc=f'soups ({len(cached)} cached)'):
         soup = evaluator.load(weights, affine)
-        scores = evaluate_robustness(soup, (x, y), threats, preset=preset, batch_size=batch_size, seed=seed, show_progress=False)
+        flags = evaluate_flags(soup, (x, y), threats, preset=preset, batch_size=batch_size, seed=seed, show_progress=False)
         label = ' + '.join(f'{w:g}·{n}' for w, n in zip(weights, names) if w)
-        row = pd.concat([pd.DataFrame([dict(zip(columns, weights), soup=label)]), scores], axis=1)
+        row = pd.concat([pd.DataFrame([dict(zip(columns, weights), soup=label)]), summarize_flags(flags),
+                         pd.DataFrame([{f'flags:{k}': encode_flags(v) for k, v in flags.items()}])], axis=1)
         done = row if done.empty else pd.concat([done, row], ignore_index=True)
         if path is not None: atomic_write_bytes(path, done.to_csv(index=False).encode())
     position = {_weights_key(r): i for i, r in enumerate(done[columns].itertuples(index=False))}
     table = done.iloc[[position[_weights_key(w)] for w in grid]].reset_index(drop=True)
+    if not with_flags: table = table.drop(columns=flag_columns)
     table.attrs.update(computed=len(todo), **config)
     return table
 
@@ -200,19 +228,23 @@ def _pick(ingredients: dict, names: Sequence[str]) -> dict:
     if missing: raise KeyError(f"Missing models {missing}; given: {', '.join(ingredients)}. Train them with `train_ingredients`.")
     return {n: ingredients[n] for n in names}
 
+def _metric_columns(table: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
+    "The columns of `table` about `metrics`: n, each accuracy with its interval, and the per-point flags when kept."
+    return ['points'] + [c for m in metrics for c in (m, f'{m}_low', f'{m}_high', f'flags:{m}') if c in table.columns]
+
 def front_curve(ingredients: dict[str, nn.Module | str | Path], # models by name ('linf', 'linf-l2', ...)
                 data, threats: dict[str, ThreatModel], # threat models by norm name
                 pair: tuple[str, str], # (p, q), in the order of the plot's axes
                 start: str, # p or q: the curve is w·θ_start + (1−w)·θ_start→other
                 *, step: float = .1, cache_dir: str | Path | None = None, **kwargs) -> pd.DataFrame:
-    "One curve of a front: rows with pair, p, q, start, w, clean, l_p and l_q accuracy."
+    "One curve of a front: rows with pair, p, q, start, w, n, clean, l_p and l_q accuracy with their intervals."
     p, q = pair
     end = q if start == p else p
     models = _pick(ingredients, [ingredient_name(start), ingredient_name(start, end)])
     path = None if cache_dir is None else Path(cache_dir) / f'front-{start}-{end}.csv'
     table = evaluate_soup_grid(models, pair_grid(step), data, {p: threats[p], q: threats[q]}, path=path, **kwargs)
-    return pd.DataFrame({'pair': f'{p}-{q}', 'p': p, 'q': q, 'start': start, 'w': table[f'w:{start}'],
-                         'clean': table['clean'], p: table[p], q: table[q]})
+    return pd.concat([pd.DataFrame({'pair': f'{p}-{q}', 'p': p, 'q': q, 'start': start, 'w': table[f'w:{start}']}),
+                      table[_metric_columns(table, ['clean', p, q])]], axis=1)
 
 def two_model_fronts(ingredients: dict[str, nn.Module | str | Path], # models by name ('linf', 'linf-l2', ...)
                      data, threats: dict[str, ThreatModel], # threat models by norm name
@@ -228,10 +260,17 @@ def two_model_fronts(ingredients: dict[str, nn.Module | str | Path], # models by
     return pd.concat(curves, ignore_index=True)
 
 # %% ../nbs/04_lp_soups.ipynb #a8e49c9f
+def _error_bars(ax, rows: pd.DataFrame, p: str, q: str, **style) -> None:
+    "95% intervals of l_p (horizontal) and l_q (vertical) accuracy, when `rows` has them."
+    if not {f'{p}_low', f'{q}_low'} <= set(rows.columns): return
+    xerr = [rows[p] - rows[f'{p}_low'], rows[f'{p}_high'] - rows[p]]
+    yerr = [rows[q] - rows[f'{q}_low'], rows[f'{q}_high'] - rows[q]]
+    ax.errorbar(rows[p], rows[q], xerr=xerr, yerr=yerr, fmt='none', lw=.8, zorder=1, **style)
+
 def plot_fronts(fronts: pd.DataFrame, # from `two_model_fronts` (or its saved CSV)
                 baselines: pd.DataFrame | None = None, # accuracies of MAX / SAT models indexed by name (`evaluate_models`)
                 title: str = '') -> plt.Figure:
-    "One panel per pair: l_p against l_q robust accuracy along both soup curves, MAX and SAT as points."
+    "One panel per pair: l_p against l_q robust accuracy along both soup curves, MAX and SAT as points; 95% intervals as bars when the tables have them."
     pairs = list(dict.fromkeys(fronts['pair']))
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.8), squeeze=False)
     for ax, pair in zip(axes[0], pairs):
@@ -241,7 +280,8 @@ def plot_fronts(fronts: pd.DataFrame, # from `two_model_fronts` (or its saved CS
             curve = rows[rows['start'] == start].sort_values('w')
             if curve.empty: continue
             end = q if start == p else p
-            ax.plot(curve[p], curve[q], marker=marker, ms=4, label=f'w·{theta_label(start)} + (1−w)·{theta_label(ingredient_name(start, end))}')
+            line, = ax.plot(curve[p], curve[q], marker=marker, ms=4, label=f'w·{theta_label(start)} + (1−w)·{theta_label(ingredient_name(start, end))}')
+            _error_bars(ax, curve, p, q, color=line.get_color(), alpha=.3)
             for w, at in ((1., theta_label(start)), (0., theta_label(ingredient_name(start, end)))):
                 point = curve[np.isclose(curve['w'], w)]
                 if len(point): ax.annotate(at, (point[p].iloc[0], point[q].iloc[0]), fontsize=7, xytext=(3, 3), textcoords='offset points')
@@ -249,7 +289,9 @@ def plot_fronts(fronts: pd.DataFrame, # from `two_model_fronts` (or its saved CS
             for mode, marker in (('max', '*'), ('sat', 'P')):
                 name = baseline_name(mode, [p, q])
                 if name in baselines.index:
-                    ax.scatter(baselines.loc[name, p], baselines.loc[name, q], marker=marker, s=90, zorder=3, color='k' if mode == 'max' else 'tab:red', label=theta_label(name))
+                    color = 'k' if mode == 'max' else 'tab:red'
+                    ax.scatter(baselines.loc[name, p], baselines.loc[name, q], marker=marker, s=90, zorder=3, color=color, label=theta_label(name))
+                    _error_bars(ax, baselines.loc[[name]], p, q, color=color, alpha=.6)
         ax.set(xlabel=f'ℓ_{NORM_SYMBOLS[p]} robust accuracy (%)', ylabel=f'ℓ_{NORM_SYMBOLS[q]} robust accuracy (%)')
         ax.legend(fontsize=6.5); ax.grid(alpha=.3)
     if title: fig.suptitle(title)
@@ -299,7 +341,7 @@ def best_soup(table: pd.DataFrame, metric: str = 'union') -> pd.Series:
 def plot_ternary(table: pd.DataFrame, # from `three_model_soups` (or its saved CSV)
                  metrics: Sequence[str] = ('clean', 'linf', 'l2', 'l1', 'union'), # one panel each
                  title: str = '', annotate: bool = True) -> plt.Figure:
-    "Ternary heat maps (mpltern) of each metric over the simplex of the three ingredients."
+    "Ternary heat maps (mpltern) of each metric over the simplex of the three ingredients; the best soup starred, with its 95% interval when known."
     import mpltern  # noqa: F401 (registers the 'ternary' projection)
     weights = [c for c in table.columns if c.startswith('w:')]
     if len(weights) != 3: raise ValueError(f'Ternary maps need soups of three ingredients, got weight columns {weights}.')
@@ -316,7 +358,9 @@ def plot_ternary(table: pd.DataFrame, # from `three_model_soups` (or its saved C
         for axis, set_label, column in ((ax.taxis, ax.set_tlabel, weights[0]), (ax.laxis, ax.set_llabel, weights[1]), (ax.raxis, ax.set_rlabel, weights[2])):
             set_label(theta_label(column[2:]), fontsize=9); axis.set_label_position('corner'); axis.set_tick_params(labelsize=5)
         name = metric if metric in ('clean', 'union') else 'ℓ_' + NORM_SYMBOLS.get(metric, metric)
-        ax.set_title(f'{name} (best {values.max():.1f}%)', fontsize=9, pad=42)
+        interval = (f"\n[{table[f'{metric}_low'].iloc[best]:.1f}, {table[f'{metric}_high'].iloc[best]:.1f}], n = {int(table['points'].iloc[best])}"
+                    if f'{metric}_low' in table.columns else '')
+        ax.set_title(f'{name} (best {values.max():.1f}%{interval})', fontsize=9, pad=42)
         fig.colorbar(shading, ax=ax, shrink=.6, pad=.16, orientation='horizontal')
     fig.subplots_adjust(top=.78, bottom=.08, wspace=.45)
     if title: fig.suptitle(title, y=.99)
@@ -331,18 +375,20 @@ def extrapolation_curve(ingredients: dict[str, nn.Module | str | Path], # models
                         cache_dir: str | Path | None = None,
                         **kwargs, # passed to `evaluate_soup_grid`
                        ) -> pd.DataFrame:
-    "Clean and l_base robust accuracy of w·θ_base + (1−w)·θ_base→target for w from `low` to `high`."
+    "Clean and l_base robust accuracy (with n and intervals) of w·θ_base + (1−w)·θ_base→target for w from `low` to `high`."
     models = _pick(ingredients, [ingredient_name(base), ingredient_name(base, target)])
     path = None if cache_dir is None else Path(cache_dir) / f'extrapolation-{base}-{target}.csv'
     table = evaluate_soup_grid(models, pair_grid(step, low, high), data, {base: threats[base]}, path=path, **kwargs)
-    return pd.DataFrame({'base': base, 'target': target, 'w': table[f'w:{base}'], 'clean': table['clean'], base: table[base]})
+    return pd.concat([pd.DataFrame({'base': base, 'target': target, 'w': table[f'w:{base}']}), table[_metric_columns(table, ['clean', base])]], axis=1)
 
 def plot_extrapolation(curve: pd.DataFrame, title: str = '') -> plt.Figure:
-    "Robust accuracy against w, the interpolation range shaded, θ_base (w = 1) in red and the best soup starred."
+    "Robust accuracy against w with its 95% band, the interpolation range shaded, θ_base (w = 1) in red and the best soup starred."
     base, target = curve['base'].iloc[0], curve['target'].iloc[0]
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     ax.axvspan(0, 1, color='0.93', label='interpolation')
     ax.plot(curve['w'], curve[base], 'o-', ms=4, label=f'w·{theta_label(base)} + (1−w)·{theta_label(ingredient_name(base, target))}')
+    if f'{base}_low' in curve.columns:
+        ax.fill_between(curve['w'], curve[f'{base}_low'], curve[f'{base}_high'], alpha=.2, label=f"95% interval (n = {int(curve['points'].iloc[0])})")
     at_one = curve[np.isclose(curve['w'], 1.)]
     if len(at_one): ax.scatter(1., at_one[base].iloc[0], s=80, color='tab:red', zorder=3, label=theta_label(base))
     best = curve.loc[curve[base].idxmax()]
@@ -360,6 +406,35 @@ def split_halves(n: int, # number of points
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[:n // 2].sort().values, order[n // 2:].sort().values
 
+CLAIM_RESULTS = {'A': 'holds', 'B': 'fails', 'tie': 'tie'}  # a paired test's verdict on the claim "A beats B"
+
+def overall_claim(results: Sequence[str]) -> str:
+    "'holds' when every paired test holds, 'fails' when one fails, else 'inconclusive'."
+    return 'holds' if all(r == 'holds' for r in results) else ('fails' if 'fails' in results else 'inconclusive')
+
+def mixed_soup_test(table: pd.DataFrame, # `evaluate_soup_grid(..., with_flags=True)` of a grid that holds each ingredient alone
+                    metric: str, # 'union', 'linf', 'clean', ...
+                    *, seed: int = 0, # seed of the halves
+                   ) -> pd.DataFrame:
+    "Is a mixed soup better in `metric` than each ingredient alone? The soup is chosen on one half of the points and tested against each ingredient on the other half; one row per ingredient."
+    columns = [c for c in table.columns if c.startswith('w:')]
+    weights = table[columns].to_numpy(dtype=float)
+    nonzero = (np.abs(weights) > 1e-9).sum(axis=1)
+    alone = {columns[j][2:]: i for i, j in zip(*np.nonzero(np.isclose(weights, 1.) & (nonzero == 1)[:, None]))}
+    mixed = np.flatnonzero(nonzero > 1)
+    if not alone or not len(mixed): raise ValueError('The test needs soups of several ingredients and each ingredient alone (weights one-hot) in the grid.')
+    flags = [flags_of(row)[metric] for _, row in table.iterrows()]
+    choose, confirm = split_halves(len(flags[0]), seed)
+    chosen = max(mixed, key=lambda i: (flags[i][choose].sum().item(), -i))  # first in the grid on ties
+    rows = {}
+    for name, i in alone.items():
+        t = paired_comparison(flags[chosen][confirm], flags[i][confirm])
+        rows[name] = {'soup': table['soup'].iloc[chosen], 'metric': metric, 'choose points': len(choose),
+                      'chosen on': 100 * flags[chosen][choose].double().mean().item(), 'points': t['points'],
+                      'soup acc': 100 * flags[chosen][confirm].double().mean().item(), 'ingredient acc': 100 * flags[i][confirm].double().mean().item(),
+                      'difference': t['difference'], 'low': t['low'], 'high': t['high'], 'p_value': t['p_value'], 'result': CLAIM_RESULTS[t['verdict']]}
+    return pd.DataFrame.from_dict(rows, orient='index')
+
 def inner_soup_claim(ingredients: dict[str, nn.Module | str | Path], # models by name ('linf', 'linf-l2', ...)
                      data, threats: dict[str, ThreatModel], # points (x, y) and threat models by norm name
                      start: str, end: str, # the curve w·θ_start + (1−w)·θ_start→end
@@ -367,27 +442,18 @@ def inner_soup_claim(ingredients: dict[str, nn.Module | str | Path], # models by
                      *, step: float = .1, seed: int = 0, preset: str = 'default',
                      device: str | torch.device | None = None, # default: the best available
                      cache_dir: str | Path | None = None, show_progress: bool = False) -> dict:
-    "Fig. 1's claim on one curve and norm: choose the inner soup most robust in `norm` on one half of the points, then test it against both ends on the other half."
-    models = as_models(_pick(ingredients, [ingredient_name(start), ingredient_name(start, end)]), get_device(device))  # loaded once
-    x, y = data
-    choose, confirm = split_halves(len(y), seed)
-    path = None if cache_dir is None else Path(cache_dir) / f'claim-{start}-{end}-{norm}.csv'
-    inner = [w for w in pair_grid(step) if 0 < w[0] < 1]
-    table = evaluate_soup_grid(models, inner, (x[choose], y[choose]), {norm: threats[norm]}, path=path, preset=preset, seed=seed,
-                               device=device, show_progress=show_progress)
-    best = table.loc[table[norm].idxmax()]
-    w = float(best[f'w:{ingredient_name(start)}'])
-    ends = list(models.values())
-    flags = {name: evaluate_flags(model, (x[confirm], y[confirm]), {norm: threats[norm]}, preset=preset, seed=seed, show_progress=False)[norm]
-             for name, model in (('soup', make_soup(ends, (w, 1 - w))), ('w=1', ends[0]), ('w=0', ends[1]))}
-    tests = {e: paired_comparison(flags['soup'], flags[e]) for e in ('w=1', 'w=0')}
-    verdicts = [t['verdict'] for t in tests.values()]
-    return {'curve': f'w·{theta_label(start)} + (1−w)·{theta_label(ingredient_name(start, end))}', 'norm': norm, 'w': w,
-            'choose points': len(choose), 'chosen on': float(best[norm]), 'confirm points': len(confirm),
-            'soup': 100 * flags['soup'].float().mean().item(), 'w=1': 100 * flags['w=1'].float().mean().item(),
-            'w=0': 100 * flags['w=0'].float().mean().item(),
-            **{f'soup − {e}': t['difference'] for e, t in tests.items()}, **{f'p vs {e}': t['p_value'] for e, t in tests.items()},
-            'claim': 'holds' if verdicts == ['A', 'A'] else ('fails' if 'B' in verdicts else 'inconclusive')}
+    "Fig. 1's claim on one curve and norm: the inner soup most robust in `norm` on one half of the points, tested against both ends on the other half (`mixed_soup_test`)."
+    names = [ingredient_name(start), ingredient_name(start, end)]
+    path = None if cache_dir is None else Path(cache_dir) / f'curve-{start}-{end}.csv'
+    table = evaluate_soup_grid(_pick(ingredients, names), pair_grid(step), data, {n: threats[n] for n in (start, end)}, path=path, preset=preset,
+                               seed=seed, device=device, with_flags=True, show_progress=show_progress)
+    tests = mixed_soup_test(table, norm, seed=seed).rename(index=dict(zip(names, ('w=1', 'w=0'))))
+    first = tests.iloc[0]
+    return {'curve': f'w·{theta_label(start)} + (1−w)·{theta_label(names[1])}', 'norm': norm,
+            'w': float(table.loc[table['soup'] == first['soup'], f'w:{names[0]}'].iloc[0]), 'choose points': first['choose points'],
+            'chosen on': first['chosen on'], 'confirm points': first['points'], 'soup': first['soup acc'],
+            **{e: tests.loc[e, 'ingredient acc'] for e in ('w=1', 'w=0')}, **{f'soup − {e}': tests.loc[e, 'difference'] for e in ('w=1', 'w=0')},
+            **{f'p vs {e}': tests.loc[e, 'p_value'] for e in ('w=1', 'w=0')}, 'claim': overall_claim(tests['result'].tolist())}
 
 def inner_soup_claims(ingredients, data, threats, pairs=None, **kwargs) -> pd.DataFrame:
     "`inner_soup_claim` for both curves of every pair and both norms of the pair: the paper's Fig. 1 statement, tested."
@@ -395,3 +461,60 @@ def inner_soup_claims(ingredients, data, threats, pairs=None, **kwargs) -> pd.Da
     rows = [inner_soup_claim(ingredients, data, threats, start, q if start == p else p, norm, **kwargs)
             for p, q in pairs for start in (p, q) for norm in (p, q)]
     return pd.DataFrame(rows).set_index(['curve', 'norm'])
+
+def mixed_soup_claims(table: pd.DataFrame, metric: str = 'union', *, seed: int = 0) -> pd.DataFrame:
+    "`mixed_soup_test` as rows of claims ('SOUP > INGREDIENT in METRIC'), in the format of `finetune_claims`."
+    tests = mixed_soup_test(table, metric, seed=seed)
+    index = [f"{r.soup} > {theta_label(name)} in {metric} (chosen on other points)" for name, r in tests.iterrows()]
+    return tests[['points', 'difference', 'low', 'high', 'p_value', 'result']].set_axis(index).rename_axis('claim')
+
+def finetune_claims(models: pd.DataFrame, # `evaluate_models(..., with_flags=True)`: one row per model name, on the same points
+                    base: str, # the base model's threat
+                    targets: Sequence[str], # the fine-tunes' threats ('nominal': clean training)
+                   ) -> pd.DataFrame:
+    "Sec. 4's premise, paired on the same points: each fine-tune θ_base→q beats θ_base in q (clean accuracy for nominal), and θ_base stays ahead in its own threat (the trade the fronts draw)."
+    rows = {}
+    for q in targets:
+        tuned = ingredient_name(base, q)
+        for a, b, metric in [(tuned, base, 'clean' if q == 'nominal' else q)] + ([(base, tuned, base)] if q != 'nominal' else []):
+            t = paired_comparison(flags_of(models.loc[a])[metric], flags_of(models.loc[b])[metric])
+            rows[f'{theta_label(a)} > {theta_label(b)} in {metric}'] = {
+                'points': t['points'], 'difference': t['difference'], 'low': t['low'], 'high': t['high'], 'p_value': t['p_value'],
+                'result': CLAIM_RESULTS[t['verdict']]}
+    return pd.DataFrame.from_dict(rows, orient='index').rename_axis('claim')
+
+# %% ../nbs/04_lp_soups.ipynb #chk0cd01
+def _paired_row(models: pd.DataFrame, a: str, b: str, metric: str) -> dict:
+    t = paired_comparison(flags_of(models.loc[a])[metric], flags_of(models.loc[b])[metric])
+    return {'check': f'{theta_label(a)} > {theta_label(b)} in {metric}', 'points': t['points'], 'difference': t['difference'],
+            'low': t['low'], 'high': t['high'], 'p_value': t['p_value'], 'result': CLAIM_RESULTS[t['verdict']]}
+
+def ingredient_checks(models: pd.DataFrame, # `evaluate_models(..., with_flags=True)` of the ingredients, on the same points
+                     ) -> pd.DataFrame:
+    "Did each ingredient learn its threat? One paired test per row: θ_p→q > θ_p in q must hold; no model θ_r, θ_r→s (s ≠ p) may beat θ_p in p."
+    names = [n for n in models.index if not n.startswith(('max-', 'sat-'))]
+    rows = []
+    for name in names:
+        parts = name.split('-')
+        if len(parts) == 2:  # θ_p→q: it must gain in q over its parent
+            parent, q = parts
+            if parent in names: rows.append({'ingredient': name, **_paired_row(models, name, parent, 'clean' if q == 'nominal' else q)})
+        elif parts[0] != 'nominal':  # θ_p: nobody but p's own fine-tunes may be more p-robust
+            rows += [{'ingredient': name, **_paired_row(models, name, other, name)} for other in names
+                     if other != name and not other.endswith(f'-{name}') and name in models.columns]
+    checks = pd.DataFrame(rows)
+    if checks.empty: return checks.assign(learned=pd.Series(dtype=bool))
+    fine_tune = checks['ingredient'].str.contains('-')
+    checks['learned'] = np.where(fine_tune, checks['result'] == 'holds', checks['result'] != 'fails')  # a fine-tune must show its gain
+    return checks
+
+def warn_unlearned(checks: pd.DataFrame) -> list[str]:
+    "Warn with a table of the failed checks of `ingredient_checks`; the names of the ingredients that did not learn their threat."
+    failed = checks[~checks['learned']] if len(checks) else checks
+    if failed.empty: return []
+    lines = [f"  {theta_label(r.ingredient):<12} {r.check:<32} {r.difference:+6.1f} [{r.low:+.1f}, {r.high:+.1f}]  p = {r.p_value:.2g}  ({r.result})"
+             for r in failed.itertuples()]
+    warnings.warn('Ingredients that did not learn their threat model (paired tests on the same points; soups of them are not the '
+                  "paper's experiment):\n" + '\n'.join(lines), stacklevel=2)
+    return list(dict.fromkeys(failed['ingredient']))
+

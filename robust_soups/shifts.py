@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,9 @@ from .lp_soups import as_models, fingerprint, theta_label
 
 # %% auto #0
 __all__ = ['ShiftPredictions', 'shift_predictions', 'predictions_progress', 'rank_soups', 'select_soup', 'holdout_split',
-           'dataset_specific_soups', 'single_soup', 'group_accuracy', 'plot_top_soups', 'shift_table', 'to_markdown',
-           'data_efficiency', 'plot_data_efficiency', 'top_weights', 'plot_composition', 'plot_composition_grid',
-           'imagenet_shifts']
+           'dataset_specific_soups', 'single_soup', 'group_accuracy', 'plot_top_soups', 'mean_and_se', 'shift_table',
+           'to_markdown', 'data_efficiency', 'efficiency_table', 'plot_data_efficiency', 'top_weights',
+           'plot_composition', 'plot_composition_grid', 'imagenet_shifts']
 
 # %% ../nbs/05_shift_soups.ipynb #73481ec2
 @dataclass
@@ -125,7 +126,8 @@ def shift_predictions(ingredients: dict[str, nn.Module | str | Path], # models (
                       shifts: dict[str, Split], # shifted data by name: Splits, (x, y) pairs or DataLoaders of [0, 1] images
                       grid: Sequence[Sequence[float]] | None = None, # soup weights (default: the paper's affine grid)
                       *,
-                      ensembles: Sequence[Sequence[str]] = (), # ingredient subsets to score as output ensembles
+                      ensembles: Sequence[Sequence[str]] = (), # subsets of ingredients and `extra` models to score as output ensembles (one name: that model alone)
+                      extra: dict[str, nn.Module | str | Path] | None = None, # models outside the soups, any architecture (e.g. an independently trained nominal model)
                       rules: dict[str, str] | None = None, # label rule per shift (default 'top1'), see `correct_predictions`
                       path: str | Path | None = None, # .safetensors file to resume from and save to
                       data_key: str | None = None, # what identifies the data in the record (default: a hash of the points)
@@ -139,16 +141,19 @@ def shift_predictions(ingredients: dict[str, nn.Module | str | Path], # models (
     models = as_models(ingredients, device)
     names = list(models)
     grid = [tuple(float(v) for v in w) for w in (affine_grid(len(names)) if grid is None else grid)]
+    others = as_models(extra, device) if extra else {}
+    if set(others) & set(models): raise ValueError(f'Extra models {sorted(set(others) & set(models))} have the names of ingredients.')
     ensembles = [tuple(e) for e in ensembles]
     for subset in ensembles:
-        unknown = [n for n in subset if n not in models]
-        if unknown or not subset: raise ValueError(f"Ensemble {subset} names unknown ingredients {unknown}; known: {', '.join(names)}.")
+        unknown = [n for n in subset if n not in models and n not in others]
+        if unknown or not subset: raise ValueError(f"Ensemble {subset} names unknown models {unknown}; known: {', '.join([*names, *others])}.")
     rules = rules or {}
     sizes = _sizes(shifts)
     total = sum(sizes.values())
     if data_key is None: data_key = fingerprint([d for d in shifts.values() if isinstance(d, (Split, tuple, list))])
     record = {'names': names, 'grid': grid, 'shifts': sizes, 'ensembles': ensembles, 'rules': {s: rules.get(s, 'top1') for s in shifts},
               'weights': fingerprint([state_of(m) for m in models.values()]), 'data': data_key}
+    if others: record['extra'] = {n: fingerprint(state_of(m)) for n, m in others.items()}
     correct = torch.zeros(len(grid), total, dtype=torch.bool)
     ensemble_correct = torch.zeros(len(ensembles), total, dtype=torch.bool)
     done = 0  # points finished (the stream is processed in order)
@@ -156,7 +161,7 @@ def shift_predictions(ingredients: dict[str, nn.Module | str | Path], # models (
         saved = load_safetensors_bytes(Path(path).read_bytes())
         meta = json.loads(saved['record'].numpy().tobytes().decode())
         if json.loads(json.dumps(record)) != meta['record']:
-            differ = [k for k in record if json.loads(json.dumps(record[k])) != meta['record'].get(k)]
+            differ = [k for k in dict.fromkeys([*record, *meta['record']]) if json.loads(json.dumps(record.get(k))) != meta['record'].get(k)]
             raise ValueError(f'{path} holds predictions of another computation (different {", ".join(differ)}): use another path or delete it.')
         done = meta['done']
         correct, ensemble_correct = _unpack(saved['correct'], total), _unpack(saved['ensemble_correct'], total)
@@ -179,7 +184,7 @@ def shift_predictions(ingredients: dict[str, nn.Module | str | Path], # models (
                 correct[i, cols] = correct_predictions(logits, y, rule).cpu()
                 if i in member_rows: probs[member_rows[i]] = logits.softmax(1)
             if ensembles:
-                probs.update({n: m(x).softmax(1) for n, m in models.items() if n not in probs and any(n in e for e in ensembles)})
+                probs.update({n: m(x).softmax(1) for n, m in {**models, **others}.items() if n not in probs and any(n in e for e in ensembles)})
                 for j, subset in enumerate(ensembles):
                     mean = torch.stack([probs[n] for n in subset]).mean(0)
                     ensemble_correct[j, cols] = correct_predictions(mean.log(), y, rule).cpu()
@@ -219,36 +224,58 @@ def select_soup(ingredients: dict[str, nn.Module | str | Path], # models (or che
 
 # %% ../nbs/05_shift_soups.ipynb #1a404bb0
 def holdout_split(n: int | dict[str, int], # points per shift (the same clean images under every shift), or a size per shift
-                  held_out: int = 500, # points kept for evaluation
+                  held_out: int | None = None, # points kept for evaluation, the rest is the adaptation pool (Fig. 8: 500) ...
+                  *, selection: int | None = None, # ... or points to select on, the rest held out (Table 1: 1,000 labelled points)
                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    "(adaptation pool, held-out) point indices, disjoint: shared by every shift, or one pair of dicts by shift for sizes by shift."
+    "(adaptation pool, held-out) point indices, disjoint: shared by every shift, or one pair of dicts by shift for sizes by shift (a set smaller than twice the size asked for is halved)."
+    if (held_out is None) == (selection is None): raise ValueError('Give either held_out (points to evaluate on) or selection (points to select on).')
     if isinstance(n, dict):
-        splits = {shift: holdout_split(size, min(held_out, size // 2), seed) for shift, size in n.items()}
+        cap = lambda size: min(held_out if selection is None else selection, size // 2)
+        splits = {shift: holdout_split(size, cap(size), seed=seed) if selection is None else holdout_split(size, size - cap(size), seed=seed)
+                  for shift, size in n.items()}
         return {k: v[0] for k, v in splits.items()}, {k: v[1] for k, v in splits.items()}
+    if selection is not None:
+        if not 0 < selection < n: raise ValueError(f'Cannot select on {selection} of {n} points and hold out the rest.')
+        held_out = n - selection
     if not 0 < held_out < n: raise ValueError(f'Cannot hold out {held_out} of {n} points.')
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[held_out:].sort().values, order[:held_out].sort().values
 
-def dataset_specific_soups(predictions: ShiftPredictions, pool: torch.Tensor, held: torch.Tensor, top_k: int = 5) -> pd.DataFrame:
-    "Per shift: the soup best on its adaptation pool, its held-out accuracy, and the top-k soups (for composition)."
-    rows = []
-    for shift in predictions.shifts:
-        top = rank_soups(predictions.accuracy(shift, pool), top_k)
-        rows.append({'shift': shift, 'soup': int(top[0]), **dict(zip(predictions.names, predictions.grid[top[0]])),
-                     'adaptation': predictions.accuracy(shift, pool)[top[0]].item(), 'held_out': predictions.accuracy(shift, held)[top[0]].item(),
-                     'top': [int(i) for i in top]})
-    return pd.DataFrame(rows).set_index('shift')
+def _datasets(predictions: ShiftPredictions, datasets: dict[str, Sequence[str]] | None) -> dict[str, list[str]]:
+    "Datasets by name, each a list of shifts selected together; by default every shift is a dataset of its own."
+    if datasets is None: return {s: [s] for s in predictions.shifts}
+    listed = [s for shifts in datasets.values() for s in shifts]
+    if sorted(listed) != sorted(predictions.shifts):
+        raise ValueError(f'Every shift must be in exactly one dataset; missing {sorted(set(predictions.shifts) - set(listed))}, '
+                         f'unknown or repeated {sorted(s for s in set(listed) if listed.count(s) > 1 or s not in predictions.shifts)}.')
+    return {d: list(shifts) for d, shifts in datasets.items()}
 
-def single_soup(predictions: ShiftPredictions, pool: torch.Tensor, shifts: Sequence[str] | None = None) -> int:
-    "The soup with the best mean adaptation accuracy over `shifts` (default: all)."
+def dataset_specific_soups(predictions: ShiftPredictions, pool: torch.Tensor, held: torch.Tensor, top_k: int = 5,
+                           datasets: dict[str, Sequence[str]] | None = None, # dataset -> its shifts, one soup for all of them (ImageNet-C: 75 sets); default: one per shift
+                          ) -> pd.DataFrame:
+    "Per shift: the soup best on its dataset's adaptation pool (mean over the dataset's shifts), its held-out accuracy, and the top-k soups (for composition)."
+    rows = []
+    for dataset, shifts in _datasets(predictions, datasets).items():
+        top = rank_soups(group_accuracy(predictions, shifts, pool), top_k)
+        for shift in shifts:
+            rows.append({'shift': shift, 'dataset': dataset, 'soup': int(top[0]), **dict(zip(predictions.names, predictions.grid[top[0]])),
+                         'adaptation': predictions.accuracy(shift, pool)[top[0]].item(), 'held_out': predictions.accuracy(shift, held)[top[0]].item(),
+                         'top': [int(i) for i in top]})
+    return pd.DataFrame(rows).set_index('shift').loc[list(predictions.shifts)]
+
+def single_soup(predictions: ShiftPredictions, pool: torch.Tensor, shifts: Sequence[str] | None = None,
+                datasets: dict[str, Sequence[str]] | None = None, # dataset -> its shifts: each dataset weighs one in the mean (the paper's ImageNet-C)
+               ) -> int:
+    "The soup with the best mean adaptation accuracy over `shifts` (default: all), or over `datasets` (each the mean of its shifts)."
+    if datasets is not None: return int(rank_soups(torch.stack([group_accuracy(predictions, s, pool) for s in _datasets(predictions, datasets).values()]).mean(0), 1)[0])
     shifts = list(predictions.shifts) if shifts is None else shifts
     return int(rank_soups(torch.stack([predictions.accuracy(s, pool) for s in shifts]).mean(0), 1)[0])
 
-# %% ../nbs/05_shift_soups.ipynb #c9f557cf
 def group_accuracy(predictions: ShiftPredictions, shifts: Sequence[str], points=None) -> torch.Tensor:
     "Mean accuracy (%) of every soup over `shifts` (on `points` of each)."
     return torch.stack([predictions.accuracy(s, points) for s in shifts]).mean(0)
 
+# %% ../nbs/05_shift_soups.ipynb #c9f557cf
 def plot_top_soups(predictions: ShiftPredictions, groups: dict[str, Sequence[str]], points, top_k: int = 5, title: str = '') -> plt.Figure:
     "Fig. 6: per group of shifts, the accuracy on `points` of its top-k soups (selected on those points) and of each ingredient."
     fig, axes = plt.subplots(1, len(groups), figsize=(2.3 * len(groups), 3), squeeze=False)
@@ -267,31 +294,51 @@ def plot_top_soups(predictions: ShiftPredictions, groups: dict[str, Sequence[str
     return fig
 
 # %% ../nbs/05_shift_soups.ipynb #a365b039
+def mean_and_se(per_point: Sequence[torch.Tensor], # per shift: each held-out point's correctness (or a mean of it) in [0, 1]
+               ) -> tuple[float, float]:
+    "Mean accuracy (%) over shifts and its standard error. Shifts of equal size are paired point by point (corruptions of the same images are correlated); otherwise independent."
+    if len({len(v) for v in per_point}) == 1:
+        mean = torch.stack([v.double() for v in per_point]).mean(0)
+        return 100 * mean.mean().item(), 100 * (mean.std().item() / math.sqrt(len(mean)) if len(mean) > 1 else math.nan)
+    variances = [v.double().var().item() / len(v) for v in per_point]
+    return 100 * float(np.mean([v.double().mean().item() for v in per_point])), 100 * math.sqrt(sum(variances)) / len(per_point)
+
 def shift_table(predictions: ShiftPredictions, pool: torch.Tensor, held: torch.Tensor,
                 groups: dict[str, Sequence[str]] | None = None, # column -> shifts averaged in it (default: one column per shift)
+                datasets: dict[str, Sequence[str]] | None = None, # dataset -> shifts selected together (see `dataset_specific_soups`); default: each shift
                ) -> pd.DataFrame:
-    "Held-out accuracy (%) per group of shifts for ingredients, ensembles, the single soup and the dataset-specific soups."
+    "Held-out accuracy (%) per group of shifts, each with its standard error ('_se'), for ingredients, ensembles, the single soup and the dataset-specific soups."
     groups = groups or {s: [s] for s in predictions.shifts}
-    specific = dataset_specific_soups(predictions, pool, held)
-    single = single_soup(predictions, pool)
+    specific = dataset_specific_soups(predictions, pool, held, datasets=datasets)
+    single = single_soup(predictions, pool, datasets=datasets)
+    sizes = {len(held[s]) if isinstance(held, dict) else len(held) for s in predictions.shifts}
+    points = min(sizes) if len(sizes) == 1 else f'{min(sizes)}–{max(sizes)}'  # held-out points per shift
     rows = {}
-    def add(label, passes, per_shift):
-        rows[label] = {'# forward passes': passes, **{g: float(np.mean([per_shift(s) for s in shifts])) for g, shifts in groups.items()}}
+    def add(label, passes, flags):  # flags(shift): per held-out point, right or not
+        row = {'# forward passes': passes, 'points': points}
+        for g, shifts in groups.items(): row[g], row[f'{g}_se'] = mean_and_se([flags(s) for s in shifts])
+        if len(sizes) == 1:  # the mean over groups, paired point by point
+            row['mean'], row['mean_se'] = mean_and_se([torch.stack([flags(s).double() for s in shifts]).mean(0) for shifts in groups.values()])
+        else: row['mean'], row['mean_se'] = float(np.mean([row[g] for g in groups])), math.sqrt(sum(row[f'{g}_se'] ** 2 for g in groups)) / len(groups)
+        rows[label] = row
+    held_flags = lambda s, i: predictions.flags(s, held)[i]
     for name in predictions.names:
-        i = predictions.ingredient_index(name)
-        add(theta_label(name), '×1', lambda s, i=i: predictions.accuracy(s, held)[i].item())
-    for j, subset in enumerate(predictions.ensembles):
-        add('ensemble ' + ' + '.join(theta_label(n) for n in subset), f'×{len(subset)}', lambda s, j=j: predictions.ensemble_accuracy(s, held)[j].item())
-    add('single soup', '×1', lambda s: predictions.accuracy(s, held)[single].item())
-    add('dataset-specific soups', '×1', lambda s: specific.loc[s, 'held_out'])
-    table = pd.DataFrame(rows).T
-    table['mean'] = table[list(groups)].astype(float).mean(axis=1)
-    return table
+        add(theta_label(name), '×1', lambda s, i=predictions.ingredient_index(name): held_flags(s, i))
+    for j, subset in enumerate(predictions.ensembles):  # one name: a model outside the soups alone (e.g. an independent nominal model)
+        block = lambda s: predictions.ensemble_correct[:, predictions.span(s)][:, torch.as_tensor(held[s] if isinstance(held, dict) else held)]
+        label = theta_label(subset[0]) if len(subset) == 1 else 'ensemble ' + ' + '.join(theta_label(n) for n in subset)
+        add(label, f'×{len(subset)}', lambda s, j=j: block(s)[j])
+    add('single soup', '×1', lambda s: held_flags(s, single))
+    add('dataset-specific soups', '×1', lambda s: held_flags(s, specific.loc[s, 'soup']))
+    return pd.DataFrame(rows).T
 
 def to_markdown(table: pd.DataFrame, digits: int = 1) -> str:
-    "A table as GitHub markdown, numbers rounded (no extra dependency)."
-    cells = table.map(lambda v: f'{v:.{digits}f}' if isinstance(v, (float, np.floating)) else str(v))
-    lines = ['| | ' + ' | '.join(map(str, table.columns)) + ' |', '|---' * (len(table.columns) + 1) + '|']
+    "A table as GitHub markdown, numbers rounded, each 'C' shown as 'C ± C_se' when the table has a standard error column (no extra dependency)."
+    errors = [c for c in table.columns if f'{c}_se' in table.columns]
+    number = lambda v: f'{v:.{digits}f}' if isinstance(v, (float, np.floating)) else str(v)
+    cells = table.drop(columns=[f'{c}_se' for c in errors]).map(number)
+    for c in errors: cells[c] = [f'{number(v)} ± {number(se)}' for v, se in zip(table[c], table[f'{c}_se'])]
+    lines = ['| | ' + ' | '.join(map(str, cells.columns)) + ' |', '|---' * (len(cells.columns) + 1) + '|']
     lines += ['| ' + str(i) + ' | ' + ' | '.join(row) + ' |' for i, row in zip(table.index, cells.values.tolist())]
     return '\n'.join(lines)
 
@@ -313,6 +360,13 @@ def data_efficiency(predictions: ShiftPredictions, pool: torch.Tensor, held: tor
             rows += [{'shift': shift, 'k': k, 'trial': t, 'soup': int(c), 'held_out': held_accuracy[c].item()} for t, c in enumerate(chosen)]
     return pd.DataFrame(rows)
 
+def efficiency_table(curves: pd.DataFrame, # from `data_efficiency`, with a 'group' column
+                    ) -> pd.DataFrame:
+    "Per group and k: trials, held-out accuracy of the selected soup (mean over the group's shifts, then over trials), its std over trials and the standard error of the mean."
+    per_trial = curves.groupby(['group', 'k', 'trial'], sort=False)['held_out'].mean()
+    table = per_trial.groupby(['group', 'k'], sort=False).agg(trials='count', mean='mean', std='std')
+    return table.assign(se=table['std'] / np.sqrt(table['trials']))
+
 def plot_data_efficiency(curves: pd.DataFrame, # from `data_efficiency`, with a 'group' column to average shifts within
                          references: dict[str, pd.Series] | None = None, # horizontal lines per group (e.g. θ_∞, best on held-out)
                          title: str = '') -> plt.Figure:
@@ -323,8 +377,8 @@ def plot_data_efficiency(curves: pd.DataFrame, # from `data_efficiency`, with a 
         per_trial = curves[curves['group'] == group].groupby(['k', 'trial'])['held_out'].mean()  # mean over the group's shifts
         stats = per_trial.groupby('k').agg(['mean', 'std'])
         ax.errorbar(stats.index, stats['mean'], stats['std'], marker='o', ms=4, capsize=3, label='selected soup')
-        for (label, values), style in zip((references or {}).items(), ('--', ':', '-.')):
-            ax.axhline(values[group], ls=style, color='k' if style == '--' else 'tab:red', lw=1, label=label)
+        for k, (label, values) in enumerate((references or {}).items()):
+            ax.axhline(values[group], ls=('--', ':', '-.')[k % 3], color=f'C{k + 1}', lw=1, label=label)
         ax.set(xscale='log', xlabel='k (labelled adaptation points)', title=group); ax.grid(alpha=.3)
     axes[0][0].set_ylabel('held-out accuracy (%)'); axes[0][0].legend(fontsize=7)
     if title: fig.suptitle(title)

@@ -16,8 +16,9 @@ from torch import nn
 from .core import eval_mode, progress, rank_and_world
 
 # %% auto #0
-__all__ = ['state_of', 'check_ingredients', 'check_weights', 'mix_states', 'make_soup', 'affine_grid', 'simplex_grid',
-           'pair_grid', 'SoupEvaluator', 'predict_soups', 'predict_soups_sharded', 'recalibrate_batchnorm']
+__all__ = ['state_of', 'check_ingredients', 'check_weights', 'is_variance', 'valid_statistic', 'mix_states', 'make_soup',
+           'affine_grid', 'simplex_grid', 'pair_grid', 'SoupEvaluator', 'predict_soups', 'predict_soups_sharded',
+           'recalibrate_batchnorm']
 
 # %% ../nbs/03d_soups.ipynb #45676b25
 def state_of(ingredient: nn.Module | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -49,12 +50,20 @@ def check_weights(weights: Sequence[float], n: int, affine: bool = True) -> torc
     return w
 
 # %% ../nbs/03d_soups.ipynb #08834309
+def is_variance(key: str) -> bool:
+    "Whether a state-dict entry is a BatchNorm running variance (which must stay ≥ 0 in a soup)."
+    return key.endswith('running_var')
+
+def valid_statistic(key: str, value: torch.Tensor) -> torch.Tensor:
+    "A mixed tensor made valid: a BatchNorm variance clamped at 0 (an extrapolated soup can make it negative, and then every output NaN); others unchanged."
+    return value.clamp_min(0) if is_variance(key) else value
+
 def mix_states(states: Sequence[dict[str, torch.Tensor]], w: torch.Tensor) -> dict[str, torch.Tensor]:
-    "Σ w_i θ_i for every floating tensor; integer tensors from the first state."
+    "Σ w_i θ_i for every floating tensor (BatchNorm variances clamped at 0, see `valid_statistic`); integer tensors from the first state."
     mixed = {}
     for key, value in states[0].items():
         if value.is_floating_point() or value.is_complex():
-            mixed[key] = sum(float(wi) * s[key].to(torch.float64) for wi, s in zip(w, states)).to(value.dtype)
+            mixed[key] = valid_statistic(key, sum(float(wi) * s[key].to(torch.float64) for wi, s in zip(w, states))).to(value.dtype)
         else: mixed[key] = value.clone()
     return mixed
 
@@ -111,7 +120,7 @@ class SoupEvaluator:
         w = check_weights(weights, self.n, affine)
         for key, target in self.targets.items():
             stacked = self.stacked[key]
-            target.copy_((w.to(device=stacked.device, dtype=stacked.dtype) @ stacked).view_as(target))
+            target.copy_(valid_statistic(key, w.to(device=stacked.device, dtype=stacked.dtype) @ stacked).view_as(target))
         return self.model
 
 # %% ../nbs/03d_soups.ipynb #68d47a6b

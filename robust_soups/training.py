@@ -26,8 +26,8 @@ from .models import load_checkpoint, predict, save_checkpoint
 from .threats import ThreatModel
 
 # %% auto #0
-__all__ = ['RECIPES', 'TRAINING_MODES', 'Recipe', 'get_recipe', 'finetune_recipe', 'learning_rate', 'adversarial_batch',
-           'TrainResult', 'global_batch', 'StepShares', 'train', 'finetune']
+__all__ = ['RECIPES', 'FINETUNE_RULES', 'TRAINING_MODES', 'Recipe', 'get_recipe', 'finetune_recipe', 'learning_rate',
+           'adversarial_batch', 'TrainResult', 'global_batch', 'StepShares', 'weight_ema', 'train', 'finetune']
 
 # %% ../nbs/03c_training.ipynb #92ca1f48
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ RECIPES: dict[str, Recipe] = {
                                 attack_steps=(('linf', 2), ('l2', 2), ('l1', 20)), attack_loss='kl', mixup=True),
     'digits': Recipe(15, 64, .05, warmup=.1, attack_steps=(('linf', 5), ('l2', 5), ('l1', 5)), val_points=359, val_steps=10, save_every=10),
     'digits-finetune': Recipe(4, 64, .02, warmup=.1, attack_steps=(('linf', 5), ('l2', 5), ('l1', 5)), val_points=359, val_steps=10, save_every=10),
-    'cifar10-subset': Recipe(15, 128, .1, warmup=.1, attack_steps=(('linf', 5), ('l2', 5), ('l1', 5)), val_points=300),
-    'cifar10-subset-finetune': Recipe(3, 128, .05, warmup=.1, attack_steps=(('linf', 5), ('l2', 5), ('l1', 5)), val_points=300),
+    'cifar10-subset': Recipe(15, 128, .1, warmup=.1, attack_steps=(('linf', 5), ('l2', 5), ('l1', 10)), val_points=300),  # l_1: the paper's 10 steps
+    'cifar10-subset-finetune': Recipe(3, 128, .05, warmup=.1, attack_steps=(('linf', 5), ('l2', 5), ('l1', 10)), val_points=300),
 }
 
 def get_recipe(recipe: str | Recipe, **overrides) -> Recipe:
@@ -76,10 +76,19 @@ def get_recipe(recipe: str | Recipe, **overrides) -> Recipe:
     if unknown: raise ValueError(f"Unknown recipe fields {sorted(unknown)}; valid: {', '.join(asdict(recipe))}.")
     return replace(recipe, **overrides)
 
-def finetune_recipe(name: str, source: ThreatModel, target: ThreatModel) -> Recipe:
-    "The paper's fine-tuning recipe for source → target: peak lr 0.5 instead of 0.1 for l_1 → l_2 on CIFAR-10."
-    recipe = get_recipe(name)
-    return replace(recipe, lr=.5) if name == 'cifar10-finetune' and (source.norm, target.norm) == ('l1', 'l2') else recipe
+FINETUNE_RULES: dict[tuple[str, str, str], dict] = {  # (recipe, source norm, target norm) -> fields changed for that fine-tune
+    ('cifar10-finetune', 'l1', 'l2'): {'lr': .5},  # App. A.1: peak lr 0.5 instead of 0.1 for l_1 → l_2 on CIFAR-10
+    ('imagenet-finetune', 'linf', 'nominal'): {'epochs': 100},  # Sec. 5: the nominal ingredient fine-tuned for 100 epochs
+    **{('cifar10-subset-finetune', p, 'nominal'): {'epochs': 15} for p in ('linf', 'l2', 'l1')},  # CPU scale: as long as nominal training
+}
+
+def finetune_recipe(name: str, # a fine-tuning recipe by name
+                    source: ThreatModel, target: ThreatModel, # the parent's threat model and the fine-tune's
+                    **overrides, # fields set by the user (e.g. epochs); the paper's rule for (name, source, target) still applies
+                   ) -> Recipe:
+    "The fine-tuning recipe for source → target: `name`'s, with the paper's rule for this pair (`FINETUNE_RULES`) and then `overrides`."
+    rule = FINETUNE_RULES.get((name, source.norm, target.norm), {})
+    return get_recipe(name, **{**rule, **overrides})
 
 # %% ../nbs/03c_training.ipynb #d4eac388
 def learning_rate(recipe: Recipe, step: int, total_steps: int, steps_per_epoch: int) -> float:
@@ -182,6 +191,18 @@ def _validate(model: nn.Module, val: Split | None, threats: list[ThreatModel], r
             robust = robust & (predict(model, apgd(model, x, y, t, n_iter=recipe.val_steps, loss='ce', mask=robust)) == y)
     return {'val_clean': 100 * clean.float().mean().item(), 'val_robust': 100 * robust.float().mean().item()}
 
+# %% ../nbs/03c_training.ipynb #ema0cd01
+def weight_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    "A bias-corrected exponential moving average of `model`'s weights and floating buffers: call `update_parameters(model)` after each step."
+    if not 0 < decay < 1: raise ValueError(f'The EMA decay must lie in (0, 1), got {decay}.')
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:  # the (updates + 1)-th update
+        share = (1 - decay) / (1 - decay ** (int(updates) + 1))
+        for a, c in zip(averaged, current):
+            if a.is_floating_point(): a.lerp_(c, share)
+            else: a.copy_(c)
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
 # %% ../nbs/03c_training.ipynb #d40466ee
 def train(model: nn.Module, # the model to train (in place); made by `create_model` to be savable
           data: Split | Dataset, # training images in [0, 1] and labels in memory, or a dataset of (image, label) streamed from disk
@@ -211,7 +232,7 @@ def train(model: nn.Module, # the model to train (in place); made by `create_mod
     optimizer = _optimizer(model, recipe)
     use_amp = recipe.amp and device.type == 'cuda'
     scaler = torch.amp.GradScaler('cuda', enabled=use_amp)
-    ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True) if recipe.ema_decay else None
+    ema = weight_ema(model, recipe.ema_decay) if recipe.ema_decay else None
     mixup = imagenet_mixup(_num_classes(model, data), label_smoothing=recipe.label_smoothing) if recipe.mixup else None
     steps_per_epoch = -(-len(data) // recipe.batch_size)
     total_steps = max(1, round(recipe.epochs * steps_per_epoch))
@@ -286,7 +307,7 @@ def train(model: nn.Module, # the model to train (in place); made by `create_mod
 def finetune(checkpoint: str | Path, # the parent checkpoint (.safetensors from `train`)
              target: ThreatModel | list[ThreatModel], # threat model(s) to fine-tune to
              data: Split | Dataset, # training data (in memory or streamed, see `train`)
-             recipe: str | Recipe = 'digits-finetune', # fine-tuning recipe (by name: the paper's l_1 -> l_2 rule applies)
+             recipe: str | Recipe = 'digits-finetune', # fine-tuning recipe (by name: the paper's rules in `FINETUNE_RULES` apply; see `finetune_recipe` to change fields)
              **kwargs, # passed to `train` (mode, val, out_dir, seed, device, show_progress)
             ) -> TrainResult:
     "θ_p→q: the parent model fine-tuned to `target`, its lineage in the saved checkpoint's metadata."

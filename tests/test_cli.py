@@ -13,7 +13,7 @@ import pytest
 
 TINY = ['--set', 'epochs=3', '--set', 'finetune_epochs=1', '--set', 'eval.points=60', '--set', 'eval.pair_step=0.5',
         '--set', 'eval.simplex_step=0.5', '--set', 'eval.extrapolation=[-0.5, 1.5, 0.5]', '--set', 'shifts.corruptions=[contrast]',
-        '--set', 'shifts.severities=[3]', '--set', 'shifts.points=120', '--set', 'shifts.held_out=60', '--set', 'shifts.grid_step=0.5',
+        '--set', 'shifts.severities=[3]', '--set', 'shifts.points=120', '--set', 'shifts.selection=60', '--set', 'shifts.grid_step=0.5',
         '--set', 'shifts.ks=[10, 30]', '--set', 'shifts.trials=5', '--no-progress']
 
 
@@ -40,15 +40,17 @@ def test_demo_end_to_end_writes_the_report_under_runs(demo_run):
     header = next(line for line in result.stdout.splitlines() if 'union' in line and 'clean' in line)
     assert header.split() == ['clean', 'linf', 'l2', 'l1', 'union', 'shifts', '(mean)']
     models = pd.read_csv(out / 'models.csv', index_col=0)
-    assert list(models.index) == ['linf', 'linf-l1', 'linf-l2', 'linf-nominal', 'max-linf-l1', 'sat-linf-l1']
+    assert list(models.index) == ['linf', 'linf-l1', 'linf-l2', 'linf-nominal', 'max-linf-l1', 'nominal', 'sat-linf-l1']
     assert (models['points'] == 60).all()
     assert ((models['union'] <= models[['linf', 'l2', 'l1']].min(axis=1)) & (models[['linf', 'l2', 'l1']].max(axis=1) <= models['clean'])).all()
     report = (out / 'report.md').read_text()
     for figure in ('fronts', 'simplex', 'extrapolation', 'data_efficiency', 'composition'):
         assert f'({figure}.png)' in report and (out / f'{figure}.png').stat().st_size > 1000, figure
     table = pd.read_csv(out / 'table1.csv', index_col=0)
-    assert {'dataset-specific soups', 'single soup', 'θ_∞'} <= set(table.index) and table.loc['single soup', '# forward passes'] == '×1'
+    assert {'dataset-specific soups', 'single soup', 'θ_∞', 'θ_nominal', 'ensemble θ_nominal + θ_∞'} <= set(table.index) and table.loc['single soup', '# forward passes'] == '×1'
     assert json.loads((out / 'config.json').read_text())['config']['eval']['points'] == 60
+    claims = result.stdout.split("The paper's claims, paired tests on 60 test points")[1]
+    assert 'θ_∞→2 > θ_∞ in l2' in claims and 'θ_∞→nominal > θ_∞ in clean' in claims and "## The paper's claims, tested" in report
 
 
 def test_clear_errors(tmp_path):
