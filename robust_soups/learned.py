@@ -9,9 +9,11 @@ import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
+import warnings
 from typing import Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -29,7 +31,7 @@ from .threats import ThreatModel
 
 # %% auto #0
 __all__ = ['METHODS', 'project_affine', 'LearnableSoup', 'entropy_loss', 'LearnedSoup', 'learn_soup', 'greedy_soup',
-           'adaptation_draw', 'compare_with_grid', 'comparison_table', 'plot_comparison']
+           'adaptation_draw', 'compare_with_grid', 'finite_runs', 'comparison_table', 'plot_comparison']
 
 # %% ../nbs/06_learned_soups.ipynb #3467dcf3
 def project_affine(v: torch.Tensor, # (..., n) weights, one row per tensor (or a single row)
@@ -270,9 +272,20 @@ def _per_trial(results: pd.DataFrame) -> pd.DataFrame:
     "Held-out accuracy and passes averaged over shifts: one row per method, k and trial."
     return results.groupby(['method', 'k', 'trial'])[['held_out', 'forward_passes', 'backward_passes']].mean().reset_index()
 
+def finite_runs(results: pd.DataFrame # from `compare_with_grid` (or its CSV, where weights are JSON text)
+               ) -> pd.DataFrame:
+    "The runs whose soup weights are all finite; a warning names each one left out (a diverged run scores chance and must not be averaged in)."
+    weights = results['weights'].map(lambda w: np.asarray(json.loads(w) if isinstance(w, str) else w, dtype=float))
+    finite = weights.map(lambda w: bool(np.isfinite(w).all()))
+    if not finite.all():
+        dropped = ', '.join(f'{r.method} on {r.shift} (k = {r.k}, trial {r.trial})' for r in results[~finite].itertuples())
+        warnings.warn(f'{(~finite).sum()} run(s) with non-finite soup weights left out: {dropped}.', stacklevel=2)
+    return results[finite]
+
 def comparison_table(results: pd.DataFrame # from `compare_with_grid` (or its CSV)
                     ) -> pd.DataFrame:
-    "Per method and k: held-out accuracy 'mean ± std' over trials, the trials and the standard error of the mean, and mean forward/backward passes per selection."
+    "Per method and k: held-out accuracy 'mean ± std' over trials, the trials and the standard error of the mean, and mean forward/backward passes per selection (runs with non-finite weights left out, with a warning)."
+    results = finite_runs(results)
     stats = _per_trial(results).groupby(['method', 'k']).agg(mean=('held_out', 'mean'), std=('held_out', 'std'),
                                                              forward=('forward_passes', 'mean'), backward=('backward_passes', 'mean'))
     order = [m for m in METHODS if m in stats.index.get_level_values(0)]
