@@ -468,27 +468,21 @@ def mixed_soup_claims(table: pd.DataFrame, metric: str = 'union', *, seed: int =
     index = [f"{r.soup} > {theta_label(name)} in {metric} (chosen on other points)" for name, r in tests.iterrows()]
     return tests[['points', 'difference', 'low', 'high', 'p_value', 'result']].set_axis(index).rename_axis('claim')
 
-def finetune_claims(models: pd.DataFrame, # `evaluate_models(..., with_flags=True)`: one row per model name, on the same points
-                    base: str, # the base model's threat
-                    targets: Sequence[str], # the fine-tunes' threats ('nominal': clean training)
-                   ) -> pd.DataFrame:
-    "Sec. 4's premise, paired on the same points: each fine-tune θ_base→q beats θ_base in q (clean accuracy for nominal), and θ_base stays ahead in its own threat (the trade the fronts draw)."
-    rows = {}
-    for q in targets:
-        tuned = ingredient_name(base, q)
-        for a, b, metric in [(tuned, base, 'clean' if q == 'nominal' else q)] + ([(base, tuned, base)] if q != 'nominal' else []):
-            t = paired_comparison(flags_of(models.loc[a])[metric], flags_of(models.loc[b])[metric])
-            rows[f'{theta_label(a)} > {theta_label(b)} in {metric}'] = {
-                'points': t['points'], 'difference': t['difference'], 'low': t['low'], 'high': t['high'], 'p_value': t['p_value'],
-                'result': CLAIM_RESULTS[t['verdict']]}
-    return pd.DataFrame.from_dict(rows, orient='index').rename_axis('claim')
-
-# %% ../nbs/04_lp_soups.ipynb #chk0cd01
 def _paired_row(models: pd.DataFrame, a: str, b: str, metric: str) -> dict:
     t = paired_comparison(flags_of(models.loc[a])[metric], flags_of(models.loc[b])[metric])
     return {'check': f'{theta_label(a)} > {theta_label(b)} in {metric}', 'points': t['points'], 'difference': t['difference'],
             'low': t['low'], 'high': t['high'], 'p_value': t['p_value'], 'result': CLAIM_RESULTS[t['verdict']]}
 
+def finetune_claims(models: pd.DataFrame, # `evaluate_models(..., with_flags=True)`: one row per model name, on the same points
+                    base: str, # the base model's threat
+                    targets: Sequence[str], # the fine-tunes' threats ('nominal': clean training)
+                   ) -> pd.DataFrame:
+    "Sec. 4's premise, paired on the same points: each fine-tune θ_base→q beats θ_base in q (clean accuracy for nominal), and θ_base stays ahead in its own threat (the trade the fronts draw)."
+    rows = [_paired_row(models, a, b, metric) for q in targets
+            for a, b, metric in [(ingredient_name(base, q), base, 'clean' if q == 'nominal' else q)] + ([(base, ingredient_name(base, q), base)] if q != 'nominal' else [])]
+    return pd.DataFrame(rows).set_index('check').rename_axis('claim')
+
+# %% ../nbs/04_lp_soups.ipynb #chk0cd01
 def ingredient_checks(models: pd.DataFrame, # `evaluate_models(..., with_flags=True)` of the ingredients, on the same points
                      ) -> pd.DataFrame:
     "Did each ingredient learn its threat? One paired test per row: θ_p→q > θ_p in q must hold; no model θ_r, θ_r→s (s ≠ p) may beat θ_p in p."
