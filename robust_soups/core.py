@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -21,8 +23,8 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['get_device', 'model_device', 'seed_everything', 'rank_and_world', 'eval_mode', 'atomic_write_bytes',
-           'atomic_write_json', 'progress', 'shared_data_path', 'accuracy_interval', 'paired_comparison',
-           'with_intervals', 'format_accuracies']
+           'atomic_write_json', 'fingerprint', 'data_fingerprint', 'derive_seed', 'KeyedResults', 'progress',
+           'shared_data_path', 'accuracy_interval', 'paired_comparison', 'with_intervals', 'format_accuracies']
 
 # %% ../nbs/00_core.ipynb #65f85416
 def get_device(preference: str | torch.device | None = None, # 'cpu', 'cuda', 'cuda:1', ... or None for the best available
@@ -91,6 +93,78 @@ def atomic_write_json(path: str | Path, # file to (over)write
                      ) -> Path:
     "Atomically write `obj` as indented JSON."
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + '\n').encode())
+
+# %% ../nbs/00_core.ipynb #keyres01
+def fingerprint(*objects) -> str:
+    "A short hash of tensors, state dicts, models, dataclasses (e.g. `Split`) and JSON-able values (what a cached result depends on)."
+    h = hashlib.sha256()
+    def feed(obj):
+        if isinstance(obj, torch.nn.Module): obj = obj.state_dict()
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type): obj = tuple(getattr(obj, f.name) for f in dataclasses.fields(obj))
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            h.update(f'{t.dtype}{tuple(t.shape)}'.encode()); h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(obj, dict):
+            for k in sorted(obj, key=str): h.update(str(k).encode()); feed(obj[k])
+        elif isinstance(obj, (list, tuple)):
+            h.update(f'[{len(obj)}'.encode())
+            for o in obj: feed(o)
+        else: h.update(repr(obj).encode())
+    for obj in objects: feed(obj)
+    return h.hexdigest()[:16]
+
+def data_fingerprint(data) -> str:
+    "A cheap identity of a dataset and its size: in memory (`.x`), its first 64 images; of files (`.samples`), its first 64 (path, target) pairs; else its first 4 items."
+    if hasattr(data, 'x'): head = data.x[:64]
+    elif hasattr(data, 'samples'): head = repr([(str(p), t) for p, t in data.samples[:64]])
+    else: head = [data[i] for i in range(min(4, len(data)))]
+    return fingerprint(len(data), head)
+
+def derive_seed(seed: int, # the run's seed
+                *parts) -> int: # what the draw is for: a step, a purpose, an image index, ...
+    "A 32-bit seed for one random draw, the same for the same seed and parts on every machine and in every process."
+    return int.from_bytes(hashlib.sha256('/'.join(map(str, (seed, *parts))).encode()).digest()[:4], 'little')
+
+# %% ../nbs/00_core.ipynb #keyres02
+class KeyedResults:
+    "Results kept in `path` beside the record of what computed them (`path.key.json`): resumed when the record matches, refused when it differs."
+    def __init__(self, path: str | Path, # the results file (any format: bytes, a CSV table, ...)
+                 record: dict, # what computed the results: JSON-able settings, fingerprints of models and data
+                 what: str = 'results'): # named in the refusal ("holds {what} of another computation")
+        self.path, self.what = Path(path), what
+        self.record = json.loads(json.dumps(record, default=str))  # as it reads back from the file
+        self.key_path = self.path.with_name(self.path.name + '.key.json')
+
+    def differences(self) -> list[str]:
+        "The record's entries that differ from the saved one ([] when none is saved or all agree)."
+        if not self.key_path.is_file(): return []
+        saved = json.loads(self.key_path.read_text())
+        return [k for k in dict.fromkeys([*self.record, *saved]) if saved.get(k) != self.record.get(k)]
+
+    def exists(self) -> bool:
+        "True when `path` holds results of this record, False when it holds none; ValueError when they are another computation's."
+        differ = self.differences()
+        if differ: raise ValueError(f'{self.path} holds {self.what} of another computation (different {", ".join(differ)}): use another path or delete it.')
+        if self.path.is_file() and not self.key_path.is_file():
+            raise ValueError(f'{self.path} holds {self.what} without a record of what computed them ({self.key_path.name}): use another path or delete it.')
+        return self.path.is_file()
+
+    def read_bytes(self) -> bytes | None:
+        "The saved results of this record (None when there are none)."
+        return self.path.read_bytes() if self.exists() else None
+
+    def write_bytes(self, data: bytes) -> Path:
+        "Save the results atomically (the record first, once)."
+        if not self.key_path.is_file(): atomic_write_json(self.key_path, self.record)
+        return atomic_write_bytes(self.path, data)
+
+    def read_table(self, **read_csv) -> pd.DataFrame | None:
+        "The saved rows of this record as a table (None when there are none); `read_csv` goes to `pandas.read_csv`."
+        return pd.read_csv(self.path, **read_csv) if self.exists() else None
+
+    def write_table(self, table: pd.DataFrame, index: bool = False) -> Path:
+        "Save every row so far, atomically: appending is rewriting old rows and new ones as one file."
+        return self.write_bytes(table.to_csv(index=index).encode())
 
 # %% ../nbs/00_core.ipynb #2be8681c
 def progress(iterable=None, # what to iterate over (or None with `total`)

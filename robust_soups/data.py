@@ -17,21 +17,22 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from sklearn.datasets import load_digits
 from torch.utils.data import Dataset
 
-from .core import atomic_write_bytes, progress
+from .core import atomic_write_bytes, derive_seed, progress, shared_data_path
 
 # %% auto #0
 __all__ = ['CIFAR10_CLASSES', 'IMAGENET_WNIDS', 'WNID_TO_INDEX', 'IMAGENET_A_WNIDS', 'IMAGENET_R_WNIDS', 'CONFLICT_CATEGORIES',
            'IMAGE_SUFFIXES', 'CONFLICT_NAMES', 'VARIANTS', 'LABEL_RULES', 'CIFAR10_C_PARAMETERS',
            'SMALL_IMAGE_CORRUPTIONS', 'CORRUPTIONS', 'EXTRA_CORRUPTIONS', 'SEVERITIES', 'CORRUPTION_PARAMETERS',
-           'CIFAR10_C_SOURCE', 'CIFAR10_1_SOURCE', 'Split', 'stratified_parts', 'load_digits_splits', 'load_cifar10',
-           'load_cifar10_subset', 'write_cifar10_batches', 'write_image_folder', 'imagenet_eval_transform',
-           'imagenet_train_transform', 'imagenet_mixup', 'ImageFiles', 'Variant', 'load_variant', 'correct_predictions',
-           'variant_accuracy', 'corruption_table', 'small_image_corruption', 'corruption_parameters', 'corrupt_images',
-           'corrupted_split', 'corruption_shifts', 'load_cifar10_c', 'load_cifar10_1', 'cifar10_shift_sets',
-           'write_cifar10_c', 'write_cifar10_1', 'few_shot_split']
+           'CIFAR10_C_SOURCE', 'CIFAR10_1_SOURCE', 'DATASETS', 'CIFAR10_RADII', 'IMAGENET_RADII', 'Split',
+           'stratified_parts', 'load_digits_splits', 'load_cifar10', 'load_cifar10_subset', 'write_cifar10_batches',
+           'write_image_folder', 'imagenet_eval_transform', 'imagenet_train_transform', 'imagenet_mixup', 'ImageFiles',
+           'Variant', 'load_variant', 'correct_predictions', 'variant_accuracy', 'corruption_table',
+           'small_image_corruption', 'corruption_parameters', 'corrupt_images', 'corrupted_split', 'corruption_shifts',
+           'load_cifar10_c', 'load_cifar10_1', 'cifar10_shift_sets', 'write_cifar10_c', 'write_cifar10_1',
+           'few_shot_split', 'ShiftSets', 'DatasetSpec', 'register_dataset', 'get_dataset', 'imagenet_shifts',
+           'corrupted_test_shifts', 'published_shifts_missing', 'imagenet_size_transform']
 
 # %% ../nbs/00a_data.ipynb #6979f8fb
 @dataclass
@@ -71,6 +72,7 @@ def stratified_parts(labels: np.ndarray, # integer labels
 def load_digits_splits(seed: int = 0, # seed of the fixed stratified shuffle
                       ) -> dict[str, Split]:
     "scikit-learn's digits as 1×8×8 images in [0, 1], split into 'train', 'val' and 'test' (60/20/20, stratified)."
+    from sklearn.datasets import load_digits  # here: importing scikit-learn takes a second the command line should not wait for
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.
     y = torch.tensor(digits.target, dtype=torch.long)
@@ -472,8 +474,6 @@ CORRUPTIONS = ('gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur', 
 EXTRA_CORRUPTIONS = ('speckle_noise', 'gaussian_blur', 'spatter', 'saturate')
 SEVERITIES = (1, 2, 3, 4, 5)
 
-def _image_seed(seed: int, corruption: str, severity: int, index: int) -> int:
-    return int.from_bytes(hashlib.sha256(f'{seed}/{corruption}/{severity}/{index}'.encode()).digest()[:4], 'little')
 
 def _imagenet_corruption(image: np.ndarray, corruption: str, severity: int) -> np.ndarray:
     from corrupt_tta import corruption_dict
@@ -509,7 +509,7 @@ def corrupt_images(x: torch.Tensor, # images (N, C, H, W) in [0, 1], C = 1 or 3
     state = np.random.get_state()
     try:
         for i, image in enumerate(images):
-            np.random.seed(_image_seed(seed, corruption, severity, i))
+            np.random.seed(derive_seed(seed, corruption, severity, i))
             out[i] = np.asarray(corrupt(image, corruption, severity), np.float32)
     finally: np.random.set_state(state)
     result = torch.from_numpy(np.clip(out, 0, 255) / 255.).permute(0, 3, 1, 2)
@@ -633,3 +633,132 @@ def few_shot_split(dataset: Split, # the labelled shifted data
                 if pools[c] and len(chosen) < k: chosen.append(pools[c].pop())
     adapt = np.zeros(n, bool); adapt[chosen] = True
     return dataset.subset(np.flatnonzero(adapt)), dataset.subset(np.flatnonzero(~adapt))
+
+# %% ../nbs/00a_data.ipynb #reg0cod1
+@dataclass(frozen=True)
+class ShiftSets:
+    "The shifted data of an experiment: data per shift (a `Split` or a loader), label rule per shift, Table 1's groups, what identifies the data."
+    data: dict[str, object]
+    rules: dict[str, str] | None = None # per shift, see `correct_predictions` (None: 'top1' everywhere)
+    groups: dict[str, list[str]] | None = None # Table 1's columns: group -> its shifts (None: one group per shift)
+    key: str | None = None # identity of the data for resuming (None: a hash of the points)
+    soups_per_group: bool = False # one dataset-specific soup per group (ImageNet: per dataset, ImageNet-C as one) instead of per shift
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    "A dataset as the pipeline sees it: loader, source, threat radii, recipes and shifts."
+    load: Callable[..., dict[str, Split]] # (root=, seed=, points=, image_size=) -> splits by name ('train', 'val', 'test')
+    source: str # where it comes from: said whenever it is missing
+    radii: dict[str, float] # the radius of each l_p threat model ('linf', 'l2', 'l1')
+    recipes: tuple[str, str] # names of the base training and the fine-tuning recipe (`training.RECIPES`)
+    test_points: int # size of the test split (what eval.points and shifts.points may ask for)
+    missing: Callable[..., str | None] | None = None # (root, training=) -> what is missing there, or None (None: nothing is read from disk)
+    default_root: Callable[[], Path | None] = lambda: None # where the data is when no root is given
+    train_data: Callable | None = None # (root=, image_size=) -> the training data streamed from disk (None: the loaded 'train' split)
+    shifts: Callable[..., ShiftSets] | None = None # (test=, root=, settings=, seed=, cache_dir=, show_progress=, image_size=, workers=) -> `ShiftSets`
+    shifts_missing: Callable[[dict], str | None] | None = None # (the `shifts` settings) -> what of the shifts' files is missing, or None
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+def register_dataset(name: str, # what configurations call it (`dataset: NAME`)
+                     spec: DatasetSpec) -> DatasetSpec:
+    "Add `spec` to `DATASETS` under `name` (replacing an entry of that name)."
+    if not isinstance(spec, DatasetSpec): raise TypeError(f'register_dataset needs a DatasetSpec, got {type(spec).__name__}.')
+    bad = sorted(set(spec.radii) ^ {'linf', 'l2', 'l1'})
+    if bad: raise ValueError(f"A dataset's radii are those of linf, l2 and l1; {name!r} differs in {bad}.")
+    DATASETS[name] = spec
+    return spec
+
+def get_dataset(name: str) -> DatasetSpec:
+    "The registered `DatasetSpec` called `name`; a clear error naming the known ones otherwise."
+    if name not in DATASETS: raise ValueError(f"Unknown dataset {name!r}; registered: {', '.join(DATASETS)}.")
+    return DATASETS[name]
+
+# %% ../nbs/00a_data.ipynb #reg0ent1
+def imagenet_shifts(roots: dict[str, str | Path], # variant name (a key of `VARIANTS`) -> its folder
+                    transform=None, # image transform (default: the evaluation transform, 224 px)
+                    batch_size: int = 256, num_workers: int = 8,
+                    **options, # passed to `load_variant` (ImageNet-ReaL: labels_file)
+                   ) -> ShiftSets:
+    "Loaders per shift with their label rules, grouped by variant (ImageNet-C: one shift per corruption-severity, one group)."
+    loaders, rules, groups = {}, {}, {}
+    make = lambda ds: torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=num_workers)
+    for name, root in roots.items():
+        dataset = load_variant(name, root, transform, **(options if name == 'imagenet-real' else {}))
+        parts = {f'{name}/{c}-{s}': ds for (c, s), ds in sorted(dataset.items())} if isinstance(dataset, dict) else {name: dataset}
+        for shift, ds in parts.items(): loaders[shift], rules[shift] = make(ds), VARIANTS[name].rule
+        groups[name] = list(parts)
+    return ShiftSets(loaders, rules, groups, soups_per_group=True)
+
+def corrupted_test_shifts(test: Split, # the clean test points
+                          settings: dict, # corruptions, severities; root: the published CIFAR-10-C (and CIFAR-10.1) instead of corrupting
+                          seed: int = 0, cache_dir: str | Path | None = None, show_progress: bool = True, **_) -> ShiftSets:
+    "'clean' and each corruption × severity of the test points (or the published sets), grouped as Table 1: clean, one group per severity, CIFAR-10.1."
+    corruptions, severities = settings['corruptions'], settings['severities']
+    if settings.get('root'): shifted = cifar10_shift_sets(settings['root'], corruptions, severities, points=len(test))
+    else: shifted = {f'{c}-{s}': split for (c, s), split in corruption_shifts(test, corruptions, severities, seed=seed, cache_dir=cache_dir,
+                                                                             show_progress=show_progress).items()}
+    groups = {'clean': ['clean'], **{f'severity {s}': [f'{c}-{s}' for c in corruptions] for s in severities}}
+    if 'cifar10.1' in shifted: groups['cifar10.1'] = ['cifar10.1']
+    return ShiftSets({'clean': test, **shifted}, groups=groups)
+
+def published_shifts_missing(settings: dict # the `shifts` settings: root, corruptions, severities
+                            ) -> str | None:
+    "What is missing of the published CIFAR-10-C (and CIFAR-10.1) under `settings['root']`: every file is checked, none read (None: all there, or no root)."
+    if not settings.get('root'): return None
+    try: cifar10_shift_sets(settings['root'], settings['corruptions'], settings['severities'], points=0)
+    except (FileNotFoundError, ValueError) as e: return str(e)
+
+def imagenet_size_transform(image_size: int | None = None) -> Callable:
+    "The evaluation transform at `image_size` (default 224), resizing to 256/224 of it first."
+    size = image_size or 224
+    return imagenet_eval_transform(size, round(size * 256 / 224))
+
+def _imagenet_eval_points(root, seed: int = 0, points: int | None = None, image_size: int | None = None, **_) -> dict[str, Split]:
+    "`points` ImageNet validation images drawn at random (seeded), held in memory for the attacks."
+    dataset = load_variant('imagenet', Path(root) / 'val', imagenet_size_transform(image_size))
+    n = min(points or len(dataset), len(dataset))
+    chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    items = [dataset[int(i)] for i in chosen]
+    return {'test': Split(torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items]))}
+
+def _imagenet_missing(root, training: bool = True) -> str | None:
+    if not (Path(root) / 'val').is_dir(): return f'no ImageNet at {root} (no val/ folder)'
+    if training and not (Path(root) / 'train').is_dir(): return f'no ImageNet training images at {root}/train (one folder per WordNet id)'
+
+def _imagenet_shift_sets(root, image_size=None, workers: int = 0, **_) -> ShiftSets:
+    "ImageNet val and every variant found beside it (ImageNet-ReaL's labels from ROOT/real.json when present)."
+    root = Path(root)
+    roots = {'imagenet': root / 'val', **{v: root / v for v in VARIANTS if v != 'imagenet' and (root / v).is_dir()}}
+    options = {'labels_file': root / 'real.json'} if (root / 'real.json').is_file() else {}
+    shifts = imagenet_shifts(roots, imagenet_size_transform(image_size), batch_size=256, num_workers=workers, **options)
+    key = json.dumps({'roots': sorted(map(str, roots.values())), 'image_size': image_size})
+    return ShiftSets(shifts.data, shifts.rules, shifts.groups, key, soups_per_group=True)
+
+def _cifar10_missing(root, training: bool = True) -> str | None:
+    root = Path(root)
+    if not (root / 'cifar-10-batches-py').is_dir() and not (root / 'data_batch_1').is_file(): return f'no CIFAR-10 at {root}'
+
+def _file_missing(root, training: bool = True) -> str | None:
+    if not Path(root).is_file(): return f'no file at {root}'
+
+CIFAR10_RADII = {'linf': 8 / 255, 'l2': 128 / 255, 'l1': 12.}  # the paper's (Sec. 4)
+IMAGENET_RADII = {'linf': 4 / 255, 'l2': 4., 'l1': 255.}  # the paper's (Sec. 4)
+
+register_dataset('digits', DatasetSpec(
+    lambda seed=0, **_: load_digits_splits(seed), "scikit-learn's bundled digits (nothing to download)",
+    {'linf': .25, 'l2': 1., 'l1': 3.}, ('digits', 'digits-finetune'), 360, shifts=corrupted_test_shifts, shifts_missing=published_shifts_missing))  # radii: see 03a_threat_models
+register_dataset('cifar10-subset', DatasetSpec(
+    lambda root, **_: load_cifar10_subset(root), "the project's shared file cifar10_subset.npz (pass --data-root PATH/cifar10_subset.npz "
+    'or set ROBUST_SOUPS_SHARED_DATA)', CIFAR10_RADII, ('cifar10-subset', 'cifar10-subset-finetune'), 1017, _file_missing,
+    lambda: shared_data_path('cifar10_subset.npz'), shifts=corrupted_test_shifts, shifts_missing=published_shifts_missing))
+register_dataset('cifar10', DatasetSpec(
+    lambda root, **_: load_cifar10(root), 'the official CIFAR-10 python version (cifar-10-python.tar.gz from '
+    'https://www.cs.toronto.edu/~kriz/cifar.html), unpacked so that PATH/cifar-10-batches-py/data_batch_1 exists',
+    CIFAR10_RADII, ('cifar10', 'cifar10-finetune'), 10_000, _cifar10_missing, shifts=corrupted_test_shifts, shifts_missing=published_shifts_missing))
+register_dataset('imagenet', DatasetSpec(
+    _imagenet_eval_points, 'ILSVRC-2012 (https://image-net.org) as PATH/train/<wnid>/*.JPEG and PATH/val/<wnid>/*.JPEG, with the variants '
+    '(imagenet-real, imagenet-v2, imagenet-a, imagenet-r, imagenet-sketch, conflict-stimuli, imagenet-c) as folders beside them',
+    IMAGENET_RADII, ('imagenet', 'imagenet-finetune'), 50_000, _imagenet_missing,
+    train_data=lambda root, image_size=None, **_: load_variant('imagenet', Path(root) / 'train', imagenet_train_transform(image_size or 224)),
+    shifts=_imagenet_shift_sets))

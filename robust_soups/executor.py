@@ -6,66 +6,31 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
 import time
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
-from .core import atomic_write_bytes, atomic_write_json, eval_mode, format_accuracies, get_device, rank_and_world, seed_everything, shared_data_path
+from .config import ConfigError, available_configs, load_config, parse_override, validate_config
+from .core import (atomic_write_bytes, atomic_write_json, data_fingerprint, eval_mode, fingerprint, format_accuracies, get_device,
+                               rank_and_world, seed_everything)
+from .data import get_dataset
 from .threats import threat_models
 
 # %% auto #0
-__all__ = ['STAGES', 'STAGE_INPUTS', 'STAGE_FORMATS', 'DATA_SOURCES', 'CLAIMS_NOTE', 'STAGE_FUNCTIONS', 'available_configs',
-           'parse_override', 'load_config', 'stage_keys', 'ConfigError', 'check_runnable', 'Context', 'load_data',
-           'imagenet_transform', 'imagenet_train_data', 'imagenet_eval_points', 'finetune_recipes', 'stage_train',
+__all__ = ['STAGES', 'STAGE_INPUTS', 'STAGE_FORMATS', 'CLAIMS_NOTE', 'STAGE_FUNCTIONS', 'stage_keys', 'data_root',
+           'check_runnable', 'Context', 'load_data', 'data_identity', 'finetune_recipes', 'stage_train',
            'stage_finetune', 'stage_baselines', 'stage_soups', 'stage_shifts', 'format_claims', 'stage_report',
            'run_pipeline', 'claims_table', 'summary_table', 'format_table', 'parse_args', 'main']
 
 # %% ../nbs/90_executor.ipynb #bfbd9168
 STAGES = ('train', 'finetune', 'baselines', 'soups', 'shifts', 'report')
-
-def available_configs() -> list[str]:
-    "Names of the configurations shipped in the package."
-    return sorted(p.name[:-5] for p in files('robust_soups').joinpath('configs').iterdir() if p.name.endswith('.yaml'))
-
-def _flatten(config: dict, prefix: str = '') -> dict:
-    out = {}
-    for k, v in config.items():
-        if isinstance(v, dict) and v and k != 'model_kwargs': out.update(_flatten(v, f'{prefix}{k}.'))
-        else: out[f'{prefix}{k}'] = v
-    return out
-
-def parse_override(text: str) -> tuple[str, object]:
-    "'key=value' (value read as YAML: 3, 0.5, [1, 3], null, text) -> (key, value)."
-    if '=' not in text: raise ValueError(f'Override {text!r} is not KEY=VALUE (e.g. eval.points=100).')
-    key, value = text.split('=', 1)
-    return key.strip(), yaml.safe_load(value)
-
-def load_config(name: str, # a shipped configuration (see `available_configs`) or a path to a YAML file
-                overrides: dict | None = None, # dotted keys -> values
-               ) -> dict:
-    "A configuration with overrides applied; unknown configurations and keys are clear errors."
-    path = Path(name) if name.endswith(('.yaml', '.yml')) else files('robust_soups').joinpath('configs', f'{name}.yaml')
-    if not path.is_file(): raise ValueError(f"Unknown configuration {name!r}; shipped: {', '.join(available_configs())} (or a path to a .yaml file).")
-    config = yaml.safe_load(path.read_text())
-    valid = _flatten(config)
-    for key, value in (overrides or {}).items():
-        if key not in valid: raise ValueError(f"Unknown configuration key {key!r}; valid keys: {', '.join(valid)}.")
-        *parents, leaf = key.split('.')
-        section = config
-        for p in parents: section = section[p]
-        section[leaf] = value
-    config['name'] = Path(name).stem if name.endswith(('.yaml', '.yml')) else name
-    return config
 
 # %% ../nbs/90_executor.ipynb #46167bd2
 STAGE_INPUTS = {  # configuration entries each stage reads, and the stages it builds on
@@ -79,55 +44,42 @@ STAGE_INPUTS = {  # configuration entries each stage reads, and the stages it bu
 
 STAGE_FORMATS = {'baselines': 2, 'soups': 3, 'shifts': 3}  # raised when a stage's saved results change form (soups, shifts 2: claims, standard errors; 3: ingredient checks, selection split; baselines 2: the independent nominal model): older ones are recomputed, never misread
 
-def stage_keys(config: dict) -> dict[str, str]:
-    "The key of every stage: a hash of what it reads, of its results' format and of the keys of the stages it builds on."
+def stage_keys(config: dict, # a validated configuration
+               data: dict | None = None, # the identity of the data read (`data_identity`): part of the first stage's key, so of every key
+              ) -> dict[str, str]:
+    "The key of every stage: a hash of what it reads (entries, and for the first stage the data), of its results' format and of the keys of the stages it builds on."
     keys = {}
     for stage in STAGES:
         entries, upstream = STAGE_INPUTS[stage]
         record = {'entries': {e: config.get(e) for e in entries}, 'upstream': [keys[u] for u in upstream]}
         if stage in STAGE_FORMATS: record['format'] = STAGE_FORMATS[stage]
-        text = json.dumps(record, sort_keys=True)
-        keys[stage] = hashlib.sha256(text.encode()).hexdigest()[:10]
+        if not upstream and data is not None: record['data'] = data
+        keys[stage] = fingerprint(json.dumps(record, sort_keys=True))[:10]
     return keys
 
 # %% ../nbs/90_executor.ipynb #8b086d6f
-DATA_SOURCES = {
-    'cifar10': 'the official CIFAR-10 python version (cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html), '
-               'unpacked so that PATH/cifar-10-batches-py/data_batch_1 exists',
-    'imagenet': 'ILSVRC-2012 (https://image-net.org) as PATH/train/<wnid>/*.JPEG and PATH/val/<wnid>/*.JPEG, with the variants '
-                '(imagenet-real, imagenet-v2, imagenet-a, imagenet-r, imagenet-sketch, conflict-stimuli, imagenet-c) as folders beside them',
-    'cifar10-subset': "the project's shared file cifar10_subset.npz (pass --data-root PATH/cifar10_subset.npz or set ROBUST_SOUPS_SHARED_DATA)",
-}
-
-class ConfigError(Exception):
-    "A configuration that cannot run here (no GPU, no data): the message says what to do."
+def data_root(config: dict) -> Path | None:
+    "Where the configuration's data lies: `data_root`, else the dataset's default place (None when it has neither)."
+    root = config.get('data_root') or get_dataset(config['dataset']).default_root()
+    return Path(root) if root is not None else None
 
 def check_runnable(config: dict) -> None:
-    "Raise `ConfigError` when the configuration needs a GPU this machine lacks or data that is not where it should be."
+    "Raise `ConfigError` when the configuration needs a GPU or a device this machine lacks, or data that is not where it should be."
     if config.get('requires_gpu') and not torch.cuda.is_available():
         raise ConfigError(f"Configuration {config['name']!r} needs a CUDA GPU ({config['model']}, recipe {config['recipe']!r}) and none is "
                           "available here. Try the CPU demo: robust_soups run demo")
-    dataset, root = config['dataset'], config.get('data_root')
-    if dataset in ('cifar10', 'imagenet') and not root:
-        raise ConfigError(f"Configuration {config['name']!r} needs --data-root PATH: download {DATA_SOURCES[dataset]}.")
-    if dataset == 'cifar10' and not (Path(root) / 'cifar-10-batches-py').is_dir() and not (Path(root) / 'data_batch_1').is_file():
-        raise ConfigError(f'No CIFAR-10 at {root}: download {DATA_SOURCES["cifar10"]}.')
-    if dataset == 'imagenet' and not (Path(root) / 'val').is_dir():
-        raise ConfigError(f'No ImageNet at {root} (no val/ folder): download {DATA_SOURCES["imagenet"]}.')
-    if dataset == 'imagenet' and not config.get('checkpoints') and not (Path(root) / 'train').is_dir():
-        raise ConfigError(f'No ImageNet training images at {root}/train (one folder per WordNet id): download them from '
-                          'https://image-net.org, or give trained ingredients with --set checkpoints=FOLDER (linf.safetensors, linf-l2.safetensors, ...).')
+    try: get_device(config.get('device'))
+    except RuntimeError as e: raise ConfigError(f'device: {e}') from None
+    spec, root = get_dataset(config['dataset']), data_root(config)
+    if spec.missing is not None:  # read from disk: say what to download, and where it goes
+        if root is None: raise ConfigError(f"Configuration {config['name']!r} needs --data-root PATH: download {spec.source}.")
+        problem = spec.missing(root, training=not config.get('checkpoints'))
+        if problem: raise ConfigError(f"{problem[0].upper()}{problem[1:]}: download {spec.source}"
+                                      + (', or give trained ingredients with --set checkpoints=FOLDER.' if 'training' in problem else '.'))
     if config.get('checkpoints') and not Path(config['checkpoints']).is_dir():
         raise ConfigError(f"No checkpoint folder at {config['checkpoints']}.")
-    if dataset == 'cifar10-subset' and not (Path(root) if root else shared_data_path('cifar10_subset.npz')):
-        raise ConfigError(f'The CIFAR-10 subset was not found: {DATA_SOURCES["cifar10-subset"]}.')
-    if dataset == 'cifar10-subset' and root and not Path(root).is_file():
-        raise ConfigError(f'No file at {root}: {DATA_SOURCES["cifar10-subset"]}.')
-    shifts = config.get('shifts') or {}
-    if shifts.get('root'):  # the published CIFAR-10-C (and CIFAR-10.1): every file checked now, none read
-        from robust_soups.data import cifar10_shift_sets
-        try: cifar10_shift_sets(shifts['root'], shifts['corruptions'], shifts['severities'], points=0)
-        except (FileNotFoundError, ValueError) as e: raise ConfigError(f'shifts.root: {e}') from None
+    problem = spec.shifts_missing(config['shifts']) if spec.shifts_missing else None  # e.g. the published CIFAR-10-C: every file checked, none read
+    if problem: raise ConfigError(f'shifts.root: {problem}')
 
 # %% ../nbs/90_executor.ipynb #3938047c
 @dataclass
@@ -153,9 +105,10 @@ class Context:
                     show_progress=self.show_progress)
 
     def train_data(self):
-        "The training data: in memory, or for ImageNet a dataset streamed from DATA_ROOT/train (listed once)."
-        if self.config['dataset'] != 'imagenet': return self.data['train']
-        if self._train is None: self._train = imagenet_train_data(self.config)
+        "The training data: the loaded 'train' split, or what the dataset streams from disk (ImageNet's DATA_ROOT/train, listed once)."
+        spec = get_dataset(self.config['dataset'])
+        if spec.train_data is None: return self.data['train']
+        if self._train is None: self._train = spec.train_data(root=data_root(self.config), image_size=self.config.get('image_size'))
         return self._train
 
     def threats(self, nominal: bool = True) -> dict:
@@ -169,33 +122,17 @@ class Context:
         return found
 
 def load_data(config: dict) -> dict:
-    "The configuration's data as train / val / test `Split`s."
-    from robust_soups.data import load_cifar10, load_cifar10_subset, load_digits_splits
-    dataset, root = config['dataset'], config.get('data_root')
-    if dataset == 'digits': return load_digits_splits(config['seed'])
-    if dataset == 'cifar10-subset': return load_cifar10_subset(root or shared_data_path('cifar10_subset.npz'))
-    if dataset == 'cifar10': return load_cifar10(root)
-    if dataset == 'imagenet': return {'test': imagenet_eval_points(config)}
-    raise ConfigError(f"Unknown dataset {dataset!r}; expected digits, cifar10-subset, cifar10 or imagenet.")
+    "The configuration's data as `Split`s by name ('train', 'val', 'test'), from its dataset's loader in the registry."
+    return get_dataset(config['dataset']).load(root=data_root(config), seed=config['seed'], points=config['eval']['points'],
+                                               image_size=config.get('image_size'))
 
-def imagenet_transform(config: dict):
-    from robust_soups.data import imagenet_eval_transform
-    size = config.get('image_size') or 224
-    return imagenet_eval_transform(size, round(size * 256 / 224))
-
-def imagenet_train_data(config: dict):
-    "ImageNet's training images (DATA_ROOT/train/<wnid>/*.JPEG) with the training augmentation, read from disk as training needs them."
-    from robust_soups.data import imagenet_train_transform, load_variant
-    return load_variant('imagenet', Path(config['data_root']) / 'train', imagenet_train_transform(config.get('image_size') or 224))
-
-def imagenet_eval_points(config: dict):
-    "`eval.points` ImageNet validation images drawn at random (seeded), held in memory for the attacks."
-    from robust_soups.data import Split, load_variant
-    dataset = load_variant('imagenet', Path(config['data_root']) / 'val', imagenet_transform(config))
-    n = min(config['eval']['points'] or len(dataset), len(dataset))
-    chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config['seed']))[:n].sort().values
-    items = [dataset[int(i)] for i in chosen]
-    return Split(torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items]))
+def data_identity(ctx: Context) -> dict:
+    "What identifies the data the stages read: its root and a fingerprint of the splits loaded in memory (data streamed from disk: of its first files and size; none when the ingredients come as checkpoints)."
+    spec, c = get_dataset(ctx.config['dataset']), ctx.config
+    if spec.train_data is None: read = fingerprint(ctx.data)
+    else: read = None if c.get('checkpoints') else data_fingerprint(ctx.train_data())
+    root = data_root(c)
+    return {'dataset': c['dataset'], 'root': str(root.resolve()) if root is not None else None, 'fingerprint': read}
 
 def _imported(ctx: 'Context', stage: str, name: str, required: bool = True) -> bool:
     "With `checkpoints` set: copy CHECKPOINTS/NAME.safetensors into the stage folder and say so (a missing optional one is skipped)."
@@ -285,7 +222,8 @@ def stage_baselines(ctx: Context) -> dict:
 # %% ../nbs/90_executor.ipynb #7ef69ddd
 def stage_soups(ctx: Context) -> dict:
     "l_p robustness of every model, of w·θ_base + (1−w)·θ_base→q, of the simplex and of the extrapolation; the paper's claims as paired tests."
-    from robust_soups.lp_soups import (as_models, evaluate_models, extrapolation_curve, finetune_claims, front_curve, ingredient_checks,
+    from robust_soups.soups import as_models
+    from robust_soups.lp_soups import (evaluate_models, extrapolation_curve, finetune_claims, front_curve, ingredient_checks,
                                        mixed_soup_claims, three_model_soups, warn_unlearned)
     c, e, folder = ctx.config, ctx.config['eval'], ctx.folders['soups']
     threats = ctx.threats(nominal=False)
@@ -317,22 +255,16 @@ def stage_soups(ctx: Context) -> dict:
 # %% ../nbs/90_executor.ipynb #b4361026
 def stage_shifts(ctx: Context) -> dict:
     "The affine soup grid on the clean test set and its corruptions: selection, Table 1, data efficiency, composition."
-    from robust_soups.data import cifar10_shift_sets, corruption_shifts
     from robust_soups.shifts import (data_efficiency, dataset_specific_soups, holdout_split, shift_predictions, shift_table, to_markdown,
                                      top_weights)
     from robust_soups.lp_soups import theta_label
     from robust_soups.soups import affine_grid
     c, s, folder = ctx.config, ctx.config['shifts'], ctx.folders['shifts']
-    if c['dataset'] == 'imagenet': shifts, rules, groups, data_key = _imagenet_shifts(ctx)
-    else:
-        test = ctx.data['test'] if s['points'] is None else ctx.data['test'].head(s['points'])
-        if s.get('root'):  # the published CIFAR-10-C: image i of each severity is test image i (and CIFAR-10.1 when present)
-            shifts = {'clean': test, **cifar10_shift_sets(s['root'], s['corruptions'], s['severities'], points=len(test))}
-        else: shifts = {'clean': test, **{f'{k}-{v}': split for (k, v), split in corruption_shifts(test, s['corruptions'], s['severities'], seed=c['seed'],
-                                                                                                   cache_dir=folder / 'corruptions', show_progress=ctx.show_progress).items()}}
-        rules, data_key = None, None
-        groups = {'clean': ['clean'], **{f'severity {v}': [f'{k}-{v}' for k in s['corruptions']] for v in s['severities']}}
-        if 'cifar10.1' in shifts: groups['cifar10.1'] = ['cifar10.1']
+    test = ctx.data['test'] if s['points'] is None else ctx.data['test'].head(s['points'])
+    sets = get_dataset(c['dataset']).shifts(test=test, root=data_root(c), settings=s, seed=c['seed'], cache_dir=folder / 'corruptions',
+                                            show_progress=ctx.show_progress, image_size=c.get('image_size'),
+                                            workers=0 if ctx.device.type == 'cpu' else min(8, os.cpu_count() or 1))
+    shifts, rules, groups, data_key = sets.data, sets.rules, sets.groups or {x: [x] for x in sets.data}, sets.key
     paths = ctx.checkpoints()
     names = [c['base']] + [f"{c['base']}-{q}" for q in c['targets']]
     ingredients = {n: paths[n] for n in names}
@@ -344,7 +276,7 @@ def stage_shifts(ctx: Context) -> dict:
                                     path=folder / 'flags.safetensors', batch_size=1024, device=ctx.device, show_progress=ctx.show_progress)
     sizes = set(predictions.shifts.values())
     pool, held = holdout_split(sizes.pop() if len(sizes) == 1 else predictions.shifts, selection=s['selection'], seed=c['seed'])  # select on `selection`, evaluate on the rest
-    datasets = groups if c['dataset'] == 'imagenet' else None  # ImageNet: one soup per dataset (ImageNet-C as one); CIFAR: one per corruption × severity
+    datasets = groups if sets.soups_per_group else None  # ImageNet: one soup per dataset (ImageNet-C as one); CIFAR: one per corruption × severity
     table = shift_table(predictions, pool, held, groups, datasets=datasets)
     atomic_write_bytes(folder / 'table1.csv', table.to_csv().encode())
     atomic_write_bytes(folder / 'table1.md', to_markdown(table).encode())
@@ -360,20 +292,6 @@ def stage_shifts(ctx: Context) -> dict:
     reference['best soup on held-out (oracle)'] = by_group(lambda x: predictions.accuracy(x, held).max().item())  # and the oracle
     atomic_write_json(folder / 'references.json', reference)
     return {'soups': len(predictions.grid), 'shifts': len(shifts), 'points': int(predictions.correct.shape[1])}
-
-# %% ../nbs/90_executor.ipynb #eb84549c
-def _imagenet_shifts(ctx: Context):
-    "ImageNet val and every variant found beside it: loaders, label rules, groups (ImageNet-C by severity) and a data key."
-    from robust_soups.data import VARIANTS
-    from robust_soups.shifts import imagenet_shifts
-    root = Path(ctx.config['data_root'])
-    roots = {'imagenet': root / 'val', **{v: root / v for v in VARIANTS if v != 'imagenet' and (root / v).is_dir()}}
-    options = {'labels_file': root / 'real.json'} if (root / 'real.json').is_file() else {}
-    loaders, rules = imagenet_shifts(roots, imagenet_transform(ctx.config), batch_size=256,
-                                     num_workers=0 if ctx.device.type == 'cpu' else min(8, os.cpu_count() or 1), **options)
-    groups = {}  # the paper's Table 1: one column (and one dataset-specific soup) per dataset, ImageNet-C one dataset of its 75 sets
-    for name in loaders: groups.setdefault('imagenet-c' if name.startswith('imagenet-c/') else name, []).append(name)
-    return loaders, rules, groups, json.dumps({'roots': sorted(map(str, roots.values())), 'image_size': ctx.config.get('image_size')})
 
 # %% ../nbs/90_executor.ipynb #be929c39
 def _save(fig, path: Path) -> str:
@@ -447,12 +365,15 @@ def run_pipeline(config: dict, # from `load_config`
     "Run every stage not yet finished for this configuration; return each stage's record."
     unknown = set(force) - set(STAGES)
     if unknown: raise ValueError(f"Unknown stage(s) {sorted(unknown)}; stages: {', '.join(STAGES)}.")
+    config = validate_config(config)  # what runs, and what is saved beside the results, is the validated configuration
     check_runnable(config)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    keys = stage_keys(config)
-    folders = {s: out / 'stages' / f'{s}-{keys[s]}' for s in STAGES}
-    atomic_write_json(out / 'config.json', {'config': config, 'stage_keys': keys})
-    ctx = Context(config, out, folders, get_device(config.get('device')), show_progress)
+    ctx = Context(config, out, {}, get_device(config.get('device')), show_progress)
+    identity = data_identity(ctx)
+    keys = stage_keys(config, identity)
+    folders = ctx.folders
+    folders.update({s: out / 'stages' / f'{s}-{keys[s]}' for s in STAGES})
+    atomic_write_json(out / 'config.json', {'config': config, 'data': identity, 'stage_keys': keys})
     rank, world = rank_and_world()
     records = {}
     for stage in STAGES:
@@ -502,11 +423,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                               f"Run every stage ({', '.join(STAGES)}) of a configuration; finished stages are skipped.")
     run.add_argument('config', help=f"a shipped configuration ({', '.join(available_configs())}) or a .yaml file")
     run.add_argument('--out', default=None, help='output folder (default: runs/CONFIG)')
-    run.add_argument('--data-root', default=None, help='where the dataset lies (cifar10, imagenet; the subset file for cifar10-subset)')
+    run.add_argument('--data-root', default=None, help="where the dataset lies: a folder or a file, as the dataset's registry entry says (see `data.DATASETS`)")
     run.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a configuration entry (e.g. eval.points=100)')
     run.add_argument('--force', action='append', default=[], metavar='STAGE', choices=STAGES, help='recompute this stage even if finished')
     run.add_argument('--device', default=None, help="'cpu', 'cuda', ... (default: best available)")
     run.add_argument('--no-progress', action='store_true', help='hide progress bars')
+    run.add_argument('--check', action='store_true', help='validate the configuration, print it resolved (every default filled in) and stop')
     return parser.parse_args(argv)
 
 def _init_distributed() -> None:
@@ -524,8 +446,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.device is not None: overrides['device'] = args.device
         config = load_config(args.config, overrides)
         check_runnable(config)
-    except (ValueError, ConfigError) as error:
+    except ConfigError as error:
         print(f'robust_soups: {error}', file=sys.stderr); return 2
+    if args.check:
+        import yaml
+        print(f"# {config['name']}: valid, resolved (every default filled in); runnable here\n" + yaml.safe_dump(config, sort_keys=False), end='')
+        return 0
     _init_distributed()
     out = Path(args.out or f"runs/{config['name']}")
     rank, _ = rank_and_world()

@@ -21,12 +21,11 @@ from torch import nn
 from torch.func import functional_call
 
 from .attacks import apgd
-from .core import atomic_write_bytes, get_device, progress
+from .core import KeyedResults, atomic_write_bytes, derive_seed, fingerprint, get_device, progress
 from .data import Split
-from .lp_soups import as_models
 from .models import predict
 from .shifts import ShiftPredictions, rank_soups
-from .soups import check_ingredients, make_soup, state_of, valid_statistic
+from .soups import as_models, check_ingredients, make_soup, state_of, valid_statistic
 from .threats import ThreatModel
 
 # %% auto #0
@@ -208,7 +207,7 @@ def adaptation_draw(pool: torch.Tensor, # the shift's adaptation pool (point ind
                     k: int, trial: int, seed: int = 0) -> torch.Tensor:
     "The `k` pool points of a trial: the same for every method and every shift (the shifts share their clean images)."
     if not 0 < k <= len(pool): raise ValueError(f'k = {k} must lie in 1..{len(pool)} (the adaptation pool).')
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + trial * 1009 + k)
+    generator = torch.Generator().manual_seed(derive_seed(seed, 'adaptation', trial, k))
     return pool[torch.randperm(len(pool), generator=generator)[:k]]
 
 @torch.no_grad()
@@ -251,8 +250,11 @@ def compare_with_grid(ingredients: dict[str, nn.Module | str | Path], # models (
     if missing: raise ValueError(f"No predictions for the shifts {missing}; computed for {', '.join(predictions.shifts)}.")
     device = get_device(device)
     models = as_models(ingredients, device)
-    path = Path(path) if path is not None else None
-    done = pd.read_csv(path) if path is not None and path.is_file() else pd.DataFrame(columns=['shift', 'k', 'trial', 'method'])
+    record = {'ingredients': list(models), 'weights': fingerprint([state_of(m) for m in models.values()]), 'predictions': fingerprint(predictions),
+              'pool': fingerprint(pool), 'held': fingerprint(held), 'steps': steps, 'lr': lr, 'batch_size': batch_size, 'seed': seed}
+    store = KeyedResults(path, record, 'comparisons') if path is not None else None  # more shifts, ks, trials or methods extend the rows; other settings are refused
+    saved = store.read_table() if store is not None else None
+    done = pd.DataFrame(columns=['shift', 'k', 'trial', 'method']) if saved is None else saved
     finished = set(zip(done['shift'], done['k'].astype(int), done['trial'].astype(int), done['method']))
     rows = done.to_dict('records')
     todo = [(s, k, t, m) for s in shifts for t in range(trials) for m in methods
@@ -264,7 +266,7 @@ def compare_with_grid(ingredients: dict[str, nn.Module | str | Path], # models (
         elif method == 'greedy': row = _greedy_row(models, split, draw, held, device)
         else: row = _learned_row(models, split, draw, held, method, device, steps=steps, lr=lr, batch_size=batch_size, seed=seed + trial)
         rows.append({'shift': shift, 'k': k, 'trial': trial, 'method': method, 'images': len(draw), **row, 'weights': json.dumps([round(w, 4) for w in row['weights']])})
-        if path is not None: atomic_write_bytes(path, pd.DataFrame(rows).to_csv(index=False).encode())
+        if store is not None: store.write_table(pd.DataFrame(rows))
     return pd.DataFrame(rows)
 
 # %% ../nbs/06_learned_soups.ipynb #38dc7af8

@@ -19,19 +19,19 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .core import atomic_write_bytes, atomic_write_json, get_device, paired_comparison, progress, seed_everything
+from .core import KeyedResults, atomic_write_bytes, atomic_write_json, fingerprint, get_device, paired_comparison, progress, seed_everything
 from .data import Split
 from .threats import ThreatModel
 from .models import create_model, load_checkpoint
 from .attacks import as_threat_dict, evaluate_flags, summarize_flags
 from .training import Recipe, finetune, train
-from .soups import SoupEvaluator, make_soup, pair_grid, simplex_grid, state_of
+from .soups import SoupEvaluator, as_models, make_soup, pair_grid, simplex_grid, state_of
 
 # %% auto #0
-__all__ = ['NORM_SYMBOLS', 'CLAIM_RESULTS', 'ingredient_name', 'baseline_name', 'theta_label', 'train_ingredients', 'fingerprint',
-           'as_models', 'encode_flags', 'decode_flags', 'flags_of', 'evaluate_soup_grid', 'evaluate_models',
-           'front_pairs', 'front_curve', 'two_model_fronts', 'plot_fronts', 'front_summary', 'three_model_soups',
-           'best_soup', 'plot_ternary', 'extrapolation_curve', 'plot_extrapolation', 'split_halves', 'overall_claim',
+__all__ = ['NORM_SYMBOLS', 'CLAIM_RESULTS', 'ingredient_name', 'baseline_name', 'theta_label', 'train_ingredients',
+           'encode_flags', 'decode_flags', 'flags_of', 'evaluate_soup_grid', 'evaluate_models', 'front_pairs',
+           'front_curve', 'two_model_fronts', 'plot_fronts', 'front_summary', 'three_model_soups', 'best_soup',
+           'plot_ternary', 'extrapolation_curve', 'plot_extrapolation', 'split_halves', 'overall_claim',
            'mixed_soup_test', 'inner_soup_claim', 'inner_soup_claims', 'mixed_soup_claims', 'finetune_claims',
            'ingredient_checks', 'warn_unlearned']
 
@@ -114,29 +114,6 @@ def train_ingredients(architecture: str, # a registered architecture, see `creat
     return paths
 
 # %% ../nbs/04_lp_soups.ipynb #6286a3fb
-def fingerprint(*objects) -> str:
-    "A short hash of tensors, state dicts, models, `Split`s and JSON-able values (what a cached result depends on)."
-    h = hashlib.sha256()
-    def feed(obj):
-        if isinstance(obj, nn.Module): obj = obj.state_dict()
-        if isinstance(obj, Split): obj = (obj.x, obj.y)
-        if isinstance(obj, torch.Tensor):
-            t = obj.detach().cpu().contiguous()
-            h.update(f'{t.dtype}{tuple(t.shape)}'.encode()); h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
-        elif isinstance(obj, dict):
-            for k in sorted(obj, key=str): h.update(str(k).encode()); feed(obj[k])
-        elif isinstance(obj, (list, tuple)):
-            h.update(f'[{len(obj)}'.encode())
-            for o in obj: feed(o)
-        else: h.update(repr(obj).encode())
-    for obj in objects: feed(obj)
-    return h.hexdigest()[:16]
-
-def as_models(ingredients, device) -> dict[str, nn.Module]:
-    "Models by name from a dict of models or checkpoint paths, on `device`, in eval mode."
-    if not isinstance(ingredients, dict) or not ingredients: raise TypeError('Ingredients must be a non-empty dict of name -> model or checkpoint path.')
-    return {name: (m if isinstance(m, nn.Module) else load_checkpoint(m)[0]).to(device).eval() for name, m in ingredients.items()}
-
 def _weights_key(weights) -> tuple[float, ...]:
     return tuple(round(float(w), 6) for w in weights)
 
@@ -177,18 +154,9 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
     columns, flag_columns = [f'w:{n}' for n in names], [f'flags:{m}' for m in ['clean', *threats, 'union']]
     config = {'ingredients': names, 'weights': fingerprint([state_of(m) for m in models.values()]), 'data': fingerprint(x, y),
               'points': len(y), 'threats': {k: str(t) for k, t in threats.items()}, 'preset': preset, 'seed': seed}
-    done = pd.DataFrame(columns=columns)
-    if path is not None:
-        path, record = Path(path), Path(path).with_suffix('.json')
-        if record.is_file():
-            saved = json.loads(record.read_text())
-            if saved != config:
-                differ = [k for k in config if saved.get(k) != config[k]]
-                raise ValueError(f'{path} holds results of another evaluation (different {", ".join(differ)}): use another path or delete it.')
-            if path.is_file():  # exact floats; flags as text; rows written before flags were kept are computed again
-                done = pd.read_csv(path, engine='python', dtype={c: str for c in flag_columns})
-                done = done[done.reindex(columns=flag_columns).notna().all(axis=1)].reset_index(drop=True)
-        else: atomic_write_json(record, config)
+    store = KeyedResults(path, config, 'soup evaluations') if path is not None else None  # resumed, or refused when computed otherwise
+    saved = store.read_table(engine='python', dtype={c: str for c in flag_columns}) if store is not None else None  # exact floats; flags as text
+    done = pd.DataFrame(columns=columns) if saved is None else saved
     cached = {_weights_key(r) for r in done[columns].itertuples(index=False)}
     todo = [w for w in dict.fromkeys(_weights_key(w) for w in grid) if w not in cached]
     for weights in progress(todo, show_progress, desc=f'soups ({len(cached)} cached)'):
@@ -198,7 +166,7 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
         row = pd.concat([pd.DataFrame([dict(zip(columns, weights), soup=label)]), summarize_flags(flags),
                          pd.DataFrame([{f'flags:{k}': encode_flags(v) for k, v in flags.items()}])], axis=1)
         done = row if done.empty else pd.concat([done, row], ignore_index=True)
-        if path is not None: atomic_write_bytes(path, done.to_csv(index=False).encode())
+        if store is not None: store.write_table(done)
     position = {_weights_key(r): i for i, r in enumerate(done[columns].itertuples(index=False))}
     table = done.iloc[[position[_weights_key(w)] for w in grid]].reset_index(drop=True)
     if not with_flags: table = table.drop(columns=flag_columns)

@@ -21,16 +21,17 @@ from safetensors.torch import load as load_safetensors_bytes, save as save_safet
 from torch import nn
 from torch.utils.data import DataLoader, SequentialSampler, Subset
 
-from .core import atomic_write_bytes, eval_mode, get_device, progress
+from .core import KeyedResults, atomic_write_bytes, eval_mode, get_device, progress
 from .data import Split, correct_predictions
-from .soups import SoupEvaluator, affine_grid, state_of
-from .lp_soups import as_models, fingerprint, theta_label
+from .soups import SoupEvaluator, affine_grid, as_models, state_of
+from .core import fingerprint
+from .lp_soups import theta_label
 
 # %% auto #0
 __all__ = ['ShiftPredictions', 'shift_predictions', 'predictions_progress', 'rank_soups', 'select_soup', 'holdout_split',
            'dataset_specific_soups', 'single_soup', 'group_accuracy', 'plot_top_soups', 'mean_and_se', 'shift_table',
            'to_markdown', 'data_efficiency', 'efficiency_table', 'plot_data_efficiency', 'top_weights',
-           'plot_composition', 'plot_composition_grid', 'imagenet_shifts']
+           'plot_composition', 'plot_composition_grid']
 
 # %% ../nbs/05_shift_soups.ipynb #73481ec2
 @dataclass
@@ -157,19 +158,15 @@ def shift_predictions(ingredients: dict[str, nn.Module | str | Path], # models (
     correct = torch.zeros(len(grid), total, dtype=torch.bool)
     ensemble_correct = torch.zeros(len(ensembles), total, dtype=torch.bool)
     done = 0  # points finished (the stream is processed in order)
-    if path is not None and Path(path).is_file():
-        saved = load_safetensors_bytes(Path(path).read_bytes())
-        meta = json.loads(saved['record'].numpy().tobytes().decode())
-        if json.loads(json.dumps(record)) != meta['record']:
-            differ = [k for k in dict.fromkeys([*record, *meta['record']]) if json.loads(json.dumps(record.get(k))) != meta['record'].get(k)]
-            raise ValueError(f'{path} holds predictions of another computation (different {", ".join(differ)}): use another path or delete it.')
-        done = meta['done']
+    store = KeyedResults(path, record, 'predictions') if path is not None else None  # resumed, or refused when computed otherwise
+    saved = store.read_bytes() if store is not None else None
+    if saved is not None:
+        saved = load_safetensors_bytes(saved)
+        done = int(saved['done'])
         correct, ensemble_correct = _unpack(saved['correct'], total), _unpack(saved['ensemble_correct'], total)
 
     def save():
-        meta = json.dumps({'record': record, 'done': done}).encode()
-        atomic_write_bytes(path, save_safetensors_bytes({'correct': _pack(correct), 'ensemble_correct': _pack(ensemble_correct),
-                                                         'record': torch.frombuffer(bytearray(meta), dtype=torch.uint8)}))
+        store.write_bytes(save_safetensors_bytes({'correct': _pack(correct), 'ensemble_correct': _pack(ensemble_correct), 'done': torch.tensor(done)}))
 
     evaluator = SoupEvaluator(list(models.values()), copy.deepcopy(next(iter(models.values()))))
     members = {n for e in ensembles for n in e}
@@ -199,8 +196,8 @@ def predictions_progress(path: str | Path) -> tuple[int, int]:
     "(points done, points in all) of a `shift_predictions` file, without loading its flags; (0, 0) when absent."
     path = Path(path)
     if not path.is_file(): return 0, 0
-    meta = json.loads(load_safetensors_bytes(path.read_bytes())['record'].numpy().tobytes().decode())
-    return meta['done'], sum(meta['record']['shifts'].values())
+    record = json.loads(path.with_name(path.name + '.key.json').read_text())  # `KeyedResults`' record of what is computed
+    return int(load_safetensors_bytes(path.read_bytes())['done']), sum(record['shifts'].values())
 
 # %% ../nbs/05_shift_soups.ipynb #111fd0e0
 def rank_soups(accuracy: torch.Tensor, # accuracy (or any score) per soup
@@ -420,21 +417,3 @@ def plot_composition_grid(weights: pd.DataFrame, corruptions: Sequence[str], sev
     fig.colorbar(image, ax=axes, shrink=.8, label='mean weight in the top soups')
     if title: fig.suptitle(title)
     return fig
-
-# %% ../nbs/05_shift_soups.ipynb #d4c1ac5f
-def imagenet_shifts(roots: dict[str, str | Path], # variant name (a key of `VARIANTS`) -> its folder
-                    transform=None, # image transform (default: the evaluation transform, 224 px)
-                    batch_size: int = 256, num_workers: int = 8,
-                    **options, # passed to `load_variant` (ImageNet-ReaL: labels_file)
-                   ) -> tuple[dict[str, torch.utils.data.DataLoader], dict[str, str]]:
-    "Loaders per shift and their label rules, for `shift_predictions` (ImageNet-C: one shift per corruption-severity)."
-    from robust_soups.data import VARIANTS, load_variant
-    loaders, rules = {}, {}
-    make = lambda ds: torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=num_workers)
-    for name, root in roots.items():
-        dataset = load_variant(name, root, transform, **(options if name == 'imagenet-real' else {}))
-        if isinstance(dataset, dict):
-            for (corruption, severity), ds in sorted(dataset.items()):
-                loaders[f'{name}/{corruption}-{severity}'], rules[f'{name}/{corruption}-{severity}'] = make(ds), VARIANTS[name].rule
-        else: loaders[name], rules[name] = make(dataset), VARIANTS[name].rule
-    return loaders, rules

@@ -13,12 +13,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .core import eval_mode, progress, rank_and_world
+from .core import eval_mode, model_device, progress, rank_and_world
 
 # %% auto #0
 __all__ = ['state_of', 'check_ingredients', 'check_weights', 'is_variance', 'valid_statistic', 'mix_states', 'make_soup',
-           'affine_grid', 'simplex_grid', 'pair_grid', 'SoupEvaluator', 'predict_soups', 'predict_soups_sharded',
-           'recalibrate_batchnorm']
+           'as_models', 'affine_grid', 'simplex_grid', 'pair_grid', 'SoupEvaluator', 'predict_soups',
+           'predict_soups_sharded', 'recalibrate_batchnorm']
 
 # %% ../nbs/03d_soups.ipynb #45676b25
 def state_of(ingredient: nn.Module | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -79,6 +79,20 @@ def make_soup(ingredients: Sequence[nn.Module | dict[str, torch.Tensor]], # mode
     soup = copy.deepcopy(ingredients[0])
     soup.load_state_dict(mixed)
     return soup
+
+# %% ../nbs/03d_soups.ipynb #asmod001
+def as_models(ingredients: dict, # name -> model or checkpoint path (from `models.save_checkpoint`)
+              device: str | torch.device, # where the models are needed
+             ) -> dict[str, nn.Module]:
+    "Models by name on `device` in eval mode; a given model is copied when it is elsewhere or training, never moved or switched in place."
+    from robust_soups.models import load_checkpoint
+    if not isinstance(ingredients, dict) or not ingredients: raise TypeError('Ingredients must be a non-empty dict of name -> model or checkpoint path.')
+    device = torch.device(device)
+    def ready(m) -> nn.Module:
+        if not isinstance(m, nn.Module): return load_checkpoint(m)[0].to(device).eval()
+        here = model_device(m) == device or (model_device(m).type == device.type == 'cuda' and device.index is None)
+        return m if here and not any(module.training for module in m.modules()) else copy.deepcopy(m).to(device).eval()
+    return {name: ready(m) for name, m in ingredients.items()}
 
 # %% ../nbs/03d_soups.ipynb #96c0a2fe
 def _multiples(low: float, high: float, step: float) -> range:

@@ -10,9 +10,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .data import get_dataset
+
 # %% auto #0
-__all__ = ['NORM_ALIASES', 'NORMS', 'PAPER_RADII', 'RADII', 'DATASET_ALIASES', 'PROJECTIONS', 'normalize_norm', 'ThreatModel',
-           'threat_models', 'project_linf', 'project_l2', 'project_l1', 'project', 'perturbation_norms', 'in_threat']
+__all__ = ['NORM_ALIASES', 'NORMS', 'PROJECTIONS', 'normalize_norm', 'ThreatModel', 'threat_models', 'project_linf', 'project_l2',
+           'project_l1', 'project', 'perturbation_norms', 'in_threat']
 
 # %% ../nbs/03a_threat_models.ipynb #376826ac
 NORM_ALIASES = {'linf': 'linf', 'inf': 'linf', 'l_inf': 'linf', 'l-inf': 'linf', 'linfinity': 'linf',
@@ -62,25 +64,13 @@ class ThreatModel:
 
     def __str__(self): return 'nominal' if self.norm == 'nominal' else f'{self.norm}(eps={self.eps:.4g})'
 
-# %% ../nbs/03a_threat_models.ipynb #13d0ec62
-PAPER_RADII = {'cifar10': {'linf': 8 / 255, 'l2': 128 / 255, 'l1': 12.},
-               'imagenet': {'linf': 4 / 255, 'l2': 4., 'l1': 255.}}
-RADII = {**PAPER_RADII,
-         'digits': {'linf': .25, 'l2': 1., 'l1': 3.}}  # chosen so the three threats differ on digits (see above)
-
 # %% ../nbs/03a_threat_models.ipynb #df18fae6
-DATASET_ALIASES = {'cifar10': 'cifar10', 'cifar-10': 'cifar10', 'cifar10-subset': 'cifar10',
-                   'imagenet': 'imagenet', 'digits': 'digits'}
-
-def threat_models(dataset: str = 'cifar10', # 'cifar10' (also its subset), 'imagenet' or 'digits'
+def threat_models(dataset: str = 'cifar10', # a registered dataset (`data.DATASETS`): 'cifar10', 'cifar10-subset', 'imagenet', 'digits', ...
                   scale: float = 1., # multiply every radius (the paper's Table 3 uses 1, 1/2, 1/4)
                   nominal: bool = False, # also include the nominal threat model
                  ) -> dict[str, ThreatModel]:
-    "The threat models of `dataset`, keyed by norm name."
-    key = DATASET_ALIASES.get(str(dataset).lower())
-    if key is None:
-        raise ValueError(f"No radii for dataset {dataset!r}; known: {', '.join(DATASET_ALIASES)}.")
-    threats = {norm: ThreatModel(norm, eps * scale) for norm, eps in RADII[key].items()}
+    "The threat models of `dataset` (its radii in the dataset registry), keyed by norm name."
+    threats = {norm: ThreatModel(norm, eps * scale) for norm, eps in get_dataset(str(dataset).lower()).radii.items()}
     return {**threats, 'nominal': ThreatModel('nominal')} if nominal else threats
 
 # %% ../nbs/03a_threat_models.ipynb #d98aeaf6

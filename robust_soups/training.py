@@ -10,7 +10,7 @@ import io
 import functools
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -20,14 +20,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .attacks import apgd, apgd_run
-from .core import atomic_write_bytes, model_device, progress, rank_and_world
+from .core import KeyedResults, atomic_write_bytes, data_fingerprint, derive_seed, model_device, progress, rank_and_world
 from .data import Split, imagenet_mixup
 from .models import load_checkpoint, predict, save_checkpoint
+from fastcore.meta import delegates
 from .threats import ThreatModel
 
 # %% auto #0
 __all__ = ['RECIPES', 'FINETUNE_RULES', 'TRAINING_MODES', 'Recipe', 'get_recipe', 'finetune_recipe', 'learning_rate',
-           'adversarial_batch', 'TrainResult', 'global_batch', 'StepShares', 'weight_ema', 'train', 'finetune']
+           'adversarial_batch', 'TrainResult', 'global_batch', 'StepShares', 'weight_ema', 'TrainingRun', 'start_run',
+           'train', 'finetune']
 
 # %% ../nbs/03c_training.ipynb #92ca1f48
 @dataclass(frozen=True)
@@ -103,9 +105,6 @@ def learning_rate(recipe: Recipe, step: int, total_steps: int, steps_per_epoch: 
 # %% ../nbs/03c_training.ipynb #8b558f83
 TRAINING_MODES = ('single', 'max', 'sat')
 
-def _step_seed(seed: int, step: int, purpose: str) -> int:
-    return int.from_bytes(hashlib.sha256(f'{seed}/{step}/{purpose}'.encode()).digest()[:4], 'little')
-
 def adversarial_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threats: list[ThreatModel], mode: str,
                       recipe: Recipe, seed: int, batch_position: tuple[int, int] | None = None) -> torch.Tensor:
     "The batch to train on: clean, or adversarial under one threat model, MAX over several, or SAT's draw. `batch_position` places x in the global batch (DDP)."
@@ -129,30 +128,21 @@ class TrainResult:
     best_epoch: int
     out_dir: Path | None
 
-def _save_state(path: Path, state: dict) -> None:
-    buffer = io.BytesIO(); torch.save(state, buffer); atomic_write_bytes(path, buffer.getvalue())
+def _run_record(model: nn.Module, data: Split | Dataset, threats, mode, recipe: Recipe, seed: int) -> dict:
+    "What the run computes: its state is resumed only into the same run (`core.KeyedResults`)."
+    return {'arch': getattr(model, 'architecture', type(model).__name__), 'data': data_fingerprint(data),
+            'threats': [str(t) for t in threats], 'mode': mode, 'recipe': asdict(recipe), 'seed': seed}
 
-def _load_state(path: Path) -> dict | None:
-    return torch.load(path, map_location='cpu', weights_only=True) if path.is_file() else None
+def _read_state(store: KeyedResults | None) -> dict | None:
+    saved = store.read_bytes() if store is not None else None
+    return torch.load(io.BytesIO(saved), map_location='cpu', weights_only=True) if saved is not None else None
 
-def _data_fingerprint(data: Split | Dataset) -> str:
-    "In-memory data: its first 64 images; a dataset of files: its first 64 (path, target) pairs; another dataset: its first 4 items."
-    if isinstance(data, Split): raw = data.x[:64].numpy().tobytes()
-    elif hasattr(data, 'samples'): raw = repr([(str(p), t) for p, t in data.samples[:64]]).encode()
-    else: raw = b''.join(torch.as_tensor(v).numpy().tobytes() for i in range(min(4, len(data))) for v in data[i])
-    return hashlib.sha256(raw).hexdigest()
-
-def _run_key(model: nn.Module, data: Split | Dataset, threats, mode, recipe: Recipe, seed: int) -> str:
-    "A fingerprint of what the run computes, so that a state is never resumed into a different run."
-    fingerprint = json.dumps({'arch': getattr(model, 'architecture', type(model).__name__), 'n': len(data),
-                              'data': _data_fingerprint(data),
-                              'threats': [str(t) for t in threats], 'mode': mode, 'recipe': asdict(recipe), 'seed': seed},
-                             sort_keys=True, default=str)
-    return hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+def _write_state(store: KeyedResults, state: dict) -> None:
+    buffer = io.BytesIO(); torch.save(state, buffer); store.write_bytes(buffer.getvalue())
 
 @functools.lru_cache(maxsize=2)
 def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    return torch.randperm(n, generator=torch.Generator().manual_seed(_step_seed(seed, epoch, 'order')))
+    return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch, 'order')))
 
 def global_batch(n: int, batch_size: int, seed: int, step: int, steps_per_epoch: int) -> torch.Tensor:
     "Point indices of a training step's global batch: one shuffle per epoch, fixed by the seed, so a resumed run sees the same batches."
@@ -203,7 +193,113 @@ def weight_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.Averaged
     return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
+# %% ../nbs/03c_training.ipynb #trnrun01
+@dataclass
+class TrainingRun:
+    "What a run holds between steps: the model (and its DDP wrapper), optimiser, gradient scaler, EMA, mixup, and the progress a saved state restores."
+    model: nn.Module
+    net: nn.Module # the model, or its DDP wrapper under torchrun
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    ema: torch.optim.swa_utils.AveragedModel | None
+    mixup: object | None
+    recipe: Recipe
+    threats: list[ThreatModel]
+    mode: str
+    seed: int
+    device: torch.device
+    steps_per_epoch: int
+    total_steps: int
+    rank: int = 0
+    world: int = 1
+    step: int = 0
+    history: list = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {'metric': -math.inf, 'epoch': -1, 'weights': None})
+    running: dict = field(default_factory=lambda: {'loss': 0., 'acc': 0., 'n': 0}) # training loss and accuracy so far in this epoch
+
+    @property
+    def selected(self) -> nn.Module:
+        "The weights that are validated and saved: the EMA's when the recipe keeps one."
+        return self.ema.module if self.ema is not None else self.model
+
+    def state(self) -> dict:
+        "Everything the run needs to continue: tensors and plain values for `torch.save`."
+        return {'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(), 'scaler': self.scaler.state_dict(),
+                'ema': self.ema.state_dict() if self.ema else None, 'step': self.step, 'history': self.history, 'best': self.best,
+                'running': self.running, 'rng': torch.get_rng_state()}
+
+    def restore(self, state: dict) -> None:
+        "Continue from a saved `state`."
+        self.model.load_state_dict(state['model']); self.optimizer.load_state_dict(state['optimizer']); self.scaler.load_state_dict(state['scaler'])
+        if self.ema is not None: self.ema.load_state_dict(state['ema'])
+        self.step, self.history, self.best, self.running = state['step'], state['history'], state['best'], state['running']
+        torch.set_rng_state(state['rng'])
+
+def start_run(model: nn.Module, data: Split | Dataset, threats: list[ThreatModel], recipe: Recipe, mode: str, seed: int, device: torch.device) -> TrainingRun:
+    "A fresh `TrainingRun`: the model on `device` (wrapped for DDP under torchrun), its optimiser, scaler, EMA and mixup from the recipe."
+    rank, world = rank_and_world()
+    model.to(device)
+    if world > 1 and device.type == 'cuda': model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # global batch statistics (GPU only)
+    net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None) if world > 1 else model
+    steps_per_epoch = -(-len(data) // recipe.batch_size)
+    return TrainingRun(model, net, _optimizer(model, recipe), torch.amp.GradScaler('cuda', enabled=recipe.amp and device.type == 'cuda'),
+                       weight_ema(model, recipe.ema_decay) if recipe.ema_decay else None,
+                       imagenet_mixup(_num_classes(model, data), label_smoothing=recipe.label_smoothing) if recipe.mixup else None,
+                       recipe, threats, mode, seed, device, steps_per_epoch, max(1, round(recipe.epochs * steps_per_epoch)), rank, world)
+
+# %% ../nbs/03c_training.ipynb #trnrun02
+def _global_batch(run: TrainingRun, data: Split | Dataset, batches) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    "This process's share (x, y) of the step's global batch, and its place in it (offset, global size)."
+    idx = global_batch(len(data), run.recipe.batch_size, run.seed, run.step, run.steps_per_epoch)
+    shares = idx.tensor_split(run.world)
+    share, offset = shares[run.rank], sum(len(s) for s in shares[:run.rank])
+    if batches is None: x, y = data.x[share].to(run.device), data.y[share].to(run.device)
+    else: x, y = (t.to(run.device, non_blocking=True) for t in next(batches))
+    return x, y, (offset, len(idx))
+
+def _optimizer_step(run: TrainingRun, x: torch.Tensor, y: torch.Tensor, position: tuple[int, int]) -> None:
+    "One step: the adversarial batch, the learning rate of the step, forward (AMP), backward (DDP-weighted), update, EMA, running statistics."
+    r = run.recipe
+    x_train = adversarial_batch(run.model, x, y, run.threats, run.mode, r, derive_seed(run.seed, run.step, 'attack'), position)
+    for group in run.optimizer.param_groups: group['lr'] = learning_rate(r, run.step, run.total_steps, run.steps_per_epoch)
+    run.net.train()
+    targets = y
+    if run.mixup is not None: x_train, targets = run.mixup(x_train, y)
+    with torch.autocast(run.device.type, enabled=run.scaler.is_enabled()):
+        logits = run.net(x_train)
+        loss = F.cross_entropy(logits, targets, label_smoothing=0. if run.mixup is not None else r.label_smoothing)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss * len(y) * run.world / position[1]).backward()  # DDP averages over processes: weight each share by its size
+    run.scaler.step(run.optimizer); run.scaler.update()
+    if run.ema is not None: run.ema.update_parameters(run.model)
+    run.step += 1
+    run.running.update(loss=run.running['loss'] + loss.item() * len(y), acc=run.running['acc'] + (logits.argmax(1) == y).sum().item(),
+                       n=run.running['n'] + len(y))
+
+def _end_epoch(run: TrainingRun, val: Split | None) -> dict:
+    "The epoch's record (training loss and accuracy, validation), kept in the history; the best weights so far by validation robustness."
+    n = max(run.running['n'], 1)
+    record = {'epoch': -(-run.step // run.steps_per_epoch), 'step': run.step, 'lr': run.optimizer.param_groups[0]['lr'],
+              'train_loss': run.running['loss'] / n, 'train_acc': 100 * run.running['acc'] / n,
+              **_validate(run.selected, val, run.threats, run.recipe, run.device)}
+    run.history.append(record); run.running.update(loss=0., acc=0., n=0)
+    metric = record.get('val_robust', record['epoch'] - 1)
+    if metric >= run.best['metric']:
+        run.best = {'metric': metric, 'epoch': record['epoch'], 'weights': {k: v.detach().cpu().clone() for k, v in run.selected.state_dict().items()}}
+    return record
+
 # %% ../nbs/03c_training.ipynb #d40466ee
+def _finish(run: TrainingRun, val: Split | None, out_dir: Path | None, metadata: dict | None) -> TrainResult:
+    "The selected model (the best validated weights, else the last), saved as `best.safetensors` with its history once the run is complete."
+    final = run.selected
+    if run.best['weights'] is not None and val is not None: final.load_state_dict(run.best['weights'])
+    final.eval()
+    if out_dir is not None and run.rank == 0 and run.step == run.total_steps and hasattr(run.model, 'architecture'):
+        final.architecture = run.model.architecture
+        save_checkpoint(out_dir / 'best.safetensors', final, threats=[{'norm': t.norm, 'eps': t.eps} for t in run.threats], mode=run.mode,
+                        recipe=asdict(run.recipe), seed=run.seed, selected_epoch=run.best['epoch'], history=run.history, **(metadata or {}))
+    return TrainResult(final, pd.DataFrame(run.history), run.best['epoch'], out_dir)
+
 def train(model: nn.Module, # the model to train (in place); made by `create_model` to be savable
           data: Split | Dataset, # training images in [0, 1] and labels in memory, or a dataset of (image, label) streamed from disk
           threats: ThreatModel | list[ThreatModel], # the threat model, or several for MAX / SAT
@@ -225,96 +321,43 @@ def train(model: nn.Module, # the model to train (in place); made by `create_mod
     if mode not in TRAINING_MODES: raise ValueError(f"Unknown mode {mode!r}; expected one of {', '.join(TRAINING_MODES)}.")
     if mode == 'single' and len(threats) != 1: raise ValueError(f"mode='single' trains against one threat model, got {len(threats)}; use 'max' or 'sat'.")
     device = torch.device(device) if device is not None else model_device(model)
-    rank, world = rank_and_world()
-    model.to(device)
-    if world > 1 and device.type == 'cuda': model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # global batch statistics (GPU only)
-    net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None) if world > 1 else model
-    optimizer = _optimizer(model, recipe)
-    use_amp = recipe.amp and device.type == 'cuda'
-    scaler = torch.amp.GradScaler('cuda', enabled=use_amp)
-    ema = weight_ema(model, recipe.ema_decay) if recipe.ema_decay else None
-    mixup = imagenet_mixup(_num_classes(model, data), label_smoothing=recipe.label_smoothing) if recipe.mixup else None
-    steps_per_epoch = -(-len(data) // recipe.batch_size)
-    total_steps = max(1, round(recipe.epochs * steps_per_epoch))
-    out_dir, key = (Path(out_dir) if out_dir is not None else None), _run_key(model, data, threats, mode, recipe, seed)
-    state_path = out_dir / 'state.pt' if out_dir is not None else None
-    state = _load_state(state_path) if state_path is not None else None
-    if state is not None and state['key'] != key:
-        raise ValueError(f'{state_path} belongs to a different run (other model, data, threats, recipe or seed): use another out_dir.')
-    step, history, best = 0, [], {'metric': -math.inf, 'epoch': -1, 'weights': None}
-    running = {'loss': 0., 'acc': 0., 'n': 0}  # training loss and accuracy so far in this epoch
-    if state is not None:
-        model.load_state_dict(state['model']); optimizer.load_state_dict(state['optimizer']); scaler.load_state_dict(state['scaler'])
-        if ema is not None: ema.load_state_dict(state['ema'])
-        step, history, best, running = state['step'], state['history'], state['best'], state['running']
-        torch.set_rng_state(state['rng'])
-
-    def checkpoint_state():
-        return {'key': key, 'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'ema': ema.state_dict() if ema else None,
-                'step': step, 'history': history, 'best': best, 'running': running, 'rng': torch.get_rng_state()}
-
+    run = start_run(model, data, threats, recipe, mode, seed, device)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    store = KeyedResults(out_dir / 'state.pt', _run_record(run.model, data, threats, mode, recipe, seed), 'the training state') if out_dir is not None else None
+    state = _read_state(store)  # resumed only into the same run; another run's state is refused
+    if state is not None: run.restore(state)
     batches = None if isinstance(data, Split) else iter(DataLoader(  # files: streamed by worker processes, this process's share of each step
-        data, batch_sampler=StepShares(len(data), recipe.batch_size, seed, step, total_steps, steps_per_epoch, rank, world),
+        data, batch_sampler=StepShares(len(data), recipe.batch_size, seed, run.step, run.total_steps, run.steps_per_epoch, run.rank, run.world),
         num_workers=workers, pin_memory=device.type == 'cuda'))
-    bar = progress(total=total_steps, initial=step, enabled=show_progress and rank == 0, desc=f'training {mode} {"+".join(str(t) for t in threats)}')
-    while step < total_steps:
-        epoch = step // steps_per_epoch
-        idx = global_batch(len(data), recipe.batch_size, seed, step, steps_per_epoch)
-        shares = idx.tensor_split(world)
-        share, offset = shares[rank], sum(len(s) for s in shares[:rank])  # this process's part of the global batch
-        if batches is None: x, y = data.x[share].to(device), data.y[share].to(device)
-        else: x, y = (t.to(device, non_blocking=True) for t in next(batches))
-        x_train = adversarial_batch(model, x, y, threats, mode, recipe, _step_seed(seed, step, 'attack'), (offset, len(idx)))
-        for group in optimizer.param_groups: group['lr'] = learning_rate(recipe, step, total_steps, steps_per_epoch)
-        net.train()
-        targets = y
-        if mixup is not None: x_train, targets = mixup(x_train, y)
-        with torch.autocast(device.type, enabled=use_amp):
-            logits = net(x_train)
-            loss = F.cross_entropy(logits, targets, label_smoothing=0. if mixup is not None else recipe.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss * len(share) * world / len(idx)).backward()  # DDP averages over processes: weight each share by its size
-        scaler.step(optimizer); scaler.update()
-        if ema is not None: ema.update_parameters(model)
-        step += 1
-        running.update(loss=running['loss'] + loss.item() * len(y), acc=running['acc'] + (logits.argmax(1) == y).sum().item(), n=running['n'] + len(y))
+    bar = progress(total=run.total_steps, initial=run.step, enabled=show_progress and run.rank == 0, desc=f'training {mode} {"+".join(str(t) for t in threats)}')
+    while run.step < run.total_steps:
+        _optimizer_step(run, *_global_batch(run, data, batches))
         bar.update(1)
-        end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
+        end_of_epoch = run.step % run.steps_per_epoch == 0 or run.step == run.total_steps
         if end_of_epoch:
-            selected = ema.module if ema is not None else model
-            record = {'epoch': epoch + 1, 'step': step, 'lr': optimizer.param_groups[0]['lr'],
-                      'train_loss': running['loss'] / max(running['n'], 1), 'train_acc': 100 * running['acc'] / max(running['n'], 1),
-                      **_validate(selected, val, threats, recipe, device)}
-            history.append(record); running.update(loss=0., acc=0., n=0)
-            metric = record.get('val_robust', epoch)
-            if metric >= best['metric']:
-                best = {'metric': metric, 'epoch': epoch + 1, 'weights': {k: v.detach().cpu().clone() for k, v in selected.state_dict().items()}}
+            record = _end_epoch(run, val)
             bar.set_postfix({k: f'{v:.3g}' for k, v in record.items() if k in ('train_loss', 'train_acc', 'val_clean', 'val_robust')})
-        if state_path is not None and rank == 0 and (step % recipe.save_every == 0 or end_of_epoch or step == total_steps):
-            _save_state(state_path, checkpoint_state())
-        if stop_after_steps is not None and step >= stop_after_steps: break
+        if store is not None and run.rank == 0 and (run.step % recipe.save_every == 0 or end_of_epoch):
+            _write_state(store, run.state())
+        if stop_after_steps is not None and run.step >= stop_after_steps: break
     bar.close()
-    final = ema.module if ema is not None else model
-    if best['weights'] is not None and val is not None: final.load_state_dict(best['weights'])
-    final.eval()
-    if out_dir is not None and rank == 0 and step == total_steps and hasattr(model, 'architecture'):
-        final.architecture = model.architecture
-        save_checkpoint(out_dir / 'best.safetensors', final, threats=[{'norm': t.norm, 'eps': t.eps} for t in threats], mode=mode, recipe=asdict(recipe),
-                        seed=seed, selected_epoch=best['epoch'], history=history, **(metadata or {}))
-    return TrainResult(final, pd.DataFrame(history), best['epoch'], out_dir)
+    return _finish(run, val, out_dir, metadata)
 
 # %% ../nbs/03c_training.ipynb #90200536
+@delegates(train, but=['mode', 'metadata'])
 def finetune(checkpoint: str | Path, # the parent checkpoint (.safetensors from `train`)
              target: ThreatModel | list[ThreatModel], # threat model(s) to fine-tune to
              data: Split | Dataset, # training data (in memory or streamed, see `train`)
              recipe: str | Recipe = 'digits-finetune', # fine-tuning recipe (by name: the paper's rules in `FINETUNE_RULES` apply; see `finetune_recipe` to change fields)
-             **kwargs, # passed to `train` (mode, val, out_dir, seed, device, show_progress)
+             mode: str | None = None, # 'single', 'max' or 'sat' (None: 'single' for one target, 'max' for several)
+             **kwargs, # passed to `train`
             ) -> TrainResult:
     "θ_p→q: the parent model fine-tuned to `target`, its lineage in the saved checkpoint's metadata."
     model, parent = load_checkpoint(checkpoint, kwargs.get('device') or 'cpu')
     sources = [ThreatModel(t['norm'], t['eps']) for t in parent.get('threats', [])]
     targets = [target] if isinstance(target, ThreatModel) else list(target)
     if isinstance(recipe, str) and len(sources) == 1 and len(targets) == 1: recipe = finetune_recipe(recipe, sources[0], targets[0])
-    lineage = parent.get('lineage', []) + [{'checkpoint': str(checkpoint), 'threats': parent.get('threats'), 'mode': parent.get('mode')}]
-    mode = kwargs.pop('mode', 'single' if len(targets) == 1 else 'max')
+    lineage = parent.get('lineage', []) + [{'checkpoint': str(checkpoint), 'threats': parent.get('threats'), 'mode': parent.get('mode'),
+                                            'recipe': parent.get('recipe')}]
+    mode = mode or ('single' if len(targets) == 1 else 'max')
     return train(model, data, targets, recipe, mode=mode, metadata={'parent': str(checkpoint), 'lineage': lineage}, **kwargs)

@@ -54,14 +54,68 @@ def test_demo_end_to_end_writes_the_report_under_runs(demo_run):
 
 
 def test_clear_errors(tmp_path):
-    result = run_cli('run', 'imagenet-xl', cwd=tmp_path)
-    assert result.returncode == 2 and "Unknown configuration 'imagenet-xl'; shipped: cifar10, cifar10-subset, demo, imagenet" in result.stderr
-    result = run_cli('run', 'demo', '--set', 'eval.pionts=3', cwd=tmp_path)
-    assert result.returncode == 2 and "Unknown configuration key 'eval.pionts'; valid keys:" in result.stderr
-    result = run_cli('run', 'cifar10', '--set', 'requires_gpu=false', cwd=tmp_path)
-    assert result.returncode == 2 and 'needs --data-root PATH: download the official CIFAR-10' in result.stderr
     result = run_cli('run', 'demo', '--force', 'training', cwd=tmp_path)
     assert result.returncode == 2 and "invalid choice: 'training'" in result.stderr
+
+
+BAD_CONFIGURATIONS = {  # what a user typed -> what the one line must say
+    ('imagenet-xl',): "Unknown configuration 'imagenet-xl'; shipped: cifar10, cifar10-subset, demo, imagenet",
+    ('demo', '--set', 'eval.pionts=3'): "Unknown configuration key 'eval.pionts'; valid keys:",
+    ('demo', '--set', 'seed=abc'): "seed: Input should be a valid integer (got 'abc')",
+    ('demo', '--set', 'seed=1.5'): 'seed: Input should be a valid integer',
+    ('demo', '--set', 'base=l3'): "base: unknown threat model 'l3'; allowed: linf, l2, l1",
+    ('demo', '--device', 'cuda'): "device: Device 'cuda' was asked for but CUDA is not available",
+    ('demo', '--device', 'gpu'): "device: unknown device 'gpu'",
+    ('demo', '--set', 'eval.points=-5'): 'eval.points: Input should be greater than or equal to 1 (got -5)',
+    ('demo', '--set', 'eval.points=100000'): 'eval.points: digits has 360 test points, got 100000',
+    ('demo', '--set', 'eval.preset=bogus'): "eval.preset: unknown attack preset 'bogus'; allowed: default, strong, autoattack",
+    ('demo', '--set', 'targets=[l2, l2]'): 'targets: must not repeat, got l2 twice',
+    ('demo', '--set', 'targets=[linf, l2]'): "targets: must differ from base 'linf'",
+    ('demo', '--set', 'targets=[]'): 'targets: needs at least one target threat model',
+    ('demo', '--set', 'baselines=[[linf, nominal]]'): "baselines: unknown threat model 'nominal'; allowed: linf, l2, l1",
+    ('demo', '--set', 'baselines=[[linf]]'): 'baselines: each baseline (MAX, SAT) combines at least two threat models',
+    ('demo', '--set', 'shifts.held_out=100000'): "Unknown configuration key 'shifts.held_out'",
+    ('demo', '--set', 'shifts.selection=100000'): 'shifts.selection: must leave held-out points, so below the 360 points per shift',
+    ('demo', '--set', 'shifts.ks=[10, 500]'): 'shifts.ks: every k must be at most shifts.selection = 180',
+    ('demo', '--set', 'shifts.corruptions=[fgo]'): "shifts.corruptions: unknown corruption 'fgo'",
+    ('demo', '--set', 'shifts.severities=[6]'): 'shifts.severities.0: Input should be less than or equal to 5 (got 6)',
+    ('demo', '--set', 'epochs=0'): 'epochs: Input should be greater than or equal to 1 (got 0)',
+    ('demo', '--set', 'model=resnet9000'): "model: unknown model 'resnet9000'; allowed: small_cnn",
+    ('demo', '--set', 'recipe=fast'): "recipe: unknown recipe 'fast'; allowed:",
+    ('demo', '--set', 'dataset=mnist'): "dataset: unknown dataset 'mnist'; allowed: digits, cifar10-subset, cifar10, imagenet",
+    ('demo', '--set', 'eval.extrapolation=[1, 0, 0.1]'): 'eval.extrapolation: needs low < high',
+    ('demo', '--set', 'seed'): "override 'seed' is not KEY=VALUE",
+    ('demo', '--set', 'eval.points=[1'): '--set eval.points: \'[1\' is not a YAML value',
+    ('cifar10', '--set', 'requires_gpu=false'): 'needs --data-root PATH: download the official CIFAR-10',
+    ('cifar10-subset', '--data-root', '/nowhere.npz'): 'No file at /nowhere.npz: download the project',
+    ('demo', '--set', 'checkpoints=/nowhere'): 'No checkpoint folder at /nowhere',
+    ('BROKEN_YAML',): 'is not valid YAML at line 3',
+}
+
+
+@pytest.mark.parametrize('args', list(BAD_CONFIGURATIONS), ids=lambda a: ' '.join(a))
+def test_bad_configuration_fails_fast_with_one_line(tmp_path, args):
+    if args == ('BROKEN_YAML',):
+        (tmp_path / 'broken.yaml').write_text('dataset: digits\nmodel: [small_cnn\n')
+        args = (str(tmp_path / 'broken.yaml'),)
+    start = time.perf_counter()
+    result = run_cli('run', *args, cwd=tmp_path)
+    seconds = time.perf_counter() - start
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith('robust_soups: ') and 'Traceback' not in result.stderr, result.stderr
+    assert BAD_CONFIGURATIONS[tuple(a if a != str(tmp_path / 'broken.yaml') else 'BROKEN_YAML' for a in args)] in lines[0], lines[0]
+    assert seconds < 10, f'{seconds:.1f} s'
+    assert not (tmp_path / 'runs').exists()  # nothing ran
+
+
+def test_check_prints_the_resolved_configuration_and_runs_nothing(tmp_path):
+    import yaml
+    result = run_cli('run', 'demo', '--check', '--set', 'eval.points=50', '--set', 'workers=1', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    assert config['eval']['points'] == 50 and config['workers'] == 1 and config['shifts']['root'] is None and config['name'] == 'demo'
+    assert not (tmp_path / 'runs').exists()
 
 
 def test_sigkill_mid_run_then_resume_recomputes_nothing_finished(tmp_path, demo_run):
