@@ -5,21 +5,23 @@
 # %% ../nbs/89_config.ipynb #cfg04
 from __future__ import annotations
 
+import inspect
 import math
+import re
 import sys
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
 
 from .data import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, DATASETS, get_dataset
 from .threats import NORMS
 
 # %% auto #0
-__all__ = ['Count', 'Step', 'ConfigError', 'EvalSettings', 'ShiftSettings', 'ExperimentConfig', 'validate_config', 'config_keys',
-           'available_configs', 'parse_override', 'load_config']
+__all__ = ['Count', 'Real', 'Step', 'Epochs', 'ConfigError', 'EvalSettings', 'ShiftSettings', 'ExperimentConfig',
+           'validate_config', 'config_keys', 'available_configs', 'parse_override', 'load_config']
 
 # %% ../nbs/89_config.ipynb #cfg06
 class ConfigError(Exception):
@@ -36,8 +38,20 @@ def _unique(values: list, what: str = '') -> list:
     if repeated: raise ValueError(f"{what + ' ' if what else ''}must not repeat, got {', '.join(repeated)} twice")
     return values
 
+def _not_bool(v):
+    if isinstance(v, bool): raise ValueError(f'must be a number, got {v}')
+    return v
+
 Count = Annotated[StrictInt, Field(ge=1)]  # a positive whole number (1, 2, ...)
-Step = Annotated[float, Field(gt=0, le=1)]  # a grid step in (0, 1]
+Real = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]  # a finite number (not true/false)
+Step = Annotated[Real, Field(gt=0, le=1)]  # a grid step in (0, 1]
+def _epochs(v):
+    "A positive finite number of epochs, kept as given (3 stays 3, 1/3 stays 1/3: a third of an ImageNet fine-tune)."
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise ValueError(f'must be a positive number of epochs, got {v!r}')
+    return v
+
+Epochs = Annotated[Any, AfterValidator(_epochs)]
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra='forbid', protected_namespaces=())
@@ -48,7 +62,7 @@ class EvalSettings(_Section):
     preset: str = 'default' # attack preset, a key of `attacks.EVALUATION_PRESETS`
     pair_step: Step = .1 # w step of the two-model soups
     simplex_step: Step = .2 # step of the three-model simplex
-    extrapolation: tuple[float, float, Annotated[float, Field(gt=0)]] = (-.4, 1.4, .1) # low, high, step of w·θ_base + (1−w)·θ_base→l2
+    extrapolation: tuple[Real, Real, Annotated[Real, Field(gt=0)]] = (-.4, 1.4, .1) # low, high, step of w·θ_base + (1−w)·θ_base→l2
 
     @field_validator('preset')
     @classmethod
@@ -69,7 +83,7 @@ class ShiftSettings(_Section):
     corruptions: list[str] = [] # names from `data.CORRUPTIONS` (and `EXTRA_CORRUPTIONS`)
     severities: list[Annotated[StrictInt, Field(ge=1, le=5)]] = []
     selection: Count = 1000 # labelled points per shift the soups are selected on; the rest is held out
-    grid_step: Annotated[float, Field(gt=0, le=1.8)] = .2 # step of the affine grid on [-0.4, 1.4]
+    grid_step: Annotated[Real, Field(gt=0, le=1.8)] = .2 # step of the affine grid on [-0.4, 1.4] (at most its width)
     ks: list[Count] = [10, 30, 100] # adaptation sizes of the data-efficiency study
     trials: Count = 50 # draws per adaptation size
 
@@ -100,11 +114,11 @@ class ExperimentConfig(_Section):
     base: str # the base model's threat model: linf, l2 or l1
     targets: list[str] # the fine-tunes of the base model: other threat models or nominal
     baselines: list[list[str]] = [] # sets of threat models for MAX and SAT
-    recipe: str # the base model's recipe (`training.RECIPES`)
-    finetune_recipe: str
-    epochs: Optional[Count] = None # None: the recipe's
-    finetune_epochs: Optional[Count] = None
-    nominal_finetune_epochs: Optional[Count] = None
+    recipe: Optional[str] = None # the base model's recipe (`training.RECIPES`; None: the dataset's, from the registry)
+    finetune_recipe: Optional[str] = None # the fine-tunes' and baselines' recipe (None: the dataset's)
+    epochs: Optional[Epochs] = None # None: the recipe's
+    finetune_epochs: Optional[Epochs] = None
+    nominal_finetune_epochs: Optional[Epochs] = None
     checkpoints: Optional[str] = None # a folder of trained NAME.safetensors instead of training them
     workers: Annotated[StrictInt, Field(ge=0)] = 0 # data-loading processes for streamed training data
     image_size: Optional[Count] = None
@@ -125,16 +139,13 @@ class ExperimentConfig(_Section):
     @classmethod
     def _recipe(cls, v):
         from robust_soups.training import RECIPES
-        return _known(v, RECIPES, 'recipe')
+        return v if v is None else _known(v, RECIPES, 'recipe')
 
     @field_validator('device')
     @classmethod
     def _device(cls, v):
-        import torch
-        if v is None: return v
-        try: torch.device(v)
-        except (RuntimeError, ValueError): raise ValueError(f"unknown device {v!r}; allowed: cpu, cuda, cuda:N, mps") from None
-        return v
+        if v is None or v == 'cpu' or re.fullmatch(r'cuda(:\d+)?', v): return v
+        raise ValueError(f"unknown device {v!r}; allowed: cpu, cuda, cuda:N")
 
     @field_validator('base')
     @classmethod
@@ -157,6 +168,9 @@ class ExperimentConfig(_Section):
     @model_validator(mode='after')
     def _relations(self):
         if self.base in self.targets: raise ValueError(f"targets: must differ from base {self.base!r} (a fine-tune goes to another threat model)")
+        if not set(self.targets) - {'nominal'}: raise ValueError('targets: needs at least one l_p threat model besides nominal (the l_p soups mix θ_base with it)')
+        self.recipe, self.finetune_recipe = (given or default for given, default in zip((self.recipe, self.finetune_recipe), get_dataset(self.dataset).recipes))
+        self._check_model_kwargs()
         n = get_dataset(self.dataset).test_points
         for key, points in (('eval.points', self.eval.points), ('shifts.points', self.shifts.points)):
             if points is not None and points > n: raise ValueError(f'{key}: {self.dataset} has {n} test points, got {points}')
@@ -166,6 +180,14 @@ class ExperimentConfig(_Section):
         big = [k for k in self.shifts.ks if k > self.shifts.selection]
         if big: raise ValueError(f'shifts.ks: every k must be at most shifts.selection = {self.shifts.selection} (the adaptation pool), got {big}')
         return self
+
+    def _check_model_kwargs(self):
+        "Every key of `model_kwargs` is an argument of the model's constructor (a model passing **kwargs on to timm takes any)."
+        from robust_soups.models import MODEL_REGISTRY
+        parameters = inspect.signature(MODEL_REGISTRY[self.model]).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in parameters.values()): return
+        unknown = [k for k in self.model_kwargs if k not in parameters]
+        if unknown: raise ValueError(f"model_kwargs: {self.model} takes no {', '.join(map(repr, unknown))}; it takes {', '.join(parameters)}")
 
 # %% ../nbs/89_config.ipynb #cfg11
 def _message(error: dict) -> str:
@@ -205,12 +227,15 @@ def parse_override(text: str) -> tuple[str, object]:
     try: return key.strip(), yaml.safe_load(value)
     except yaml.YAMLError as e: raise ConfigError(f'--set {key.strip()}: {value!r} is not a YAML value ({str(e).splitlines()[0]})') from None
 
+def _one_line(text) -> str: return ' '.join(str(text).split())
+
 def _read_yaml(path: Path) -> dict:
-    try: config = yaml.safe_load(path.read_text())
+    try: config = yaml.safe_load(path.read_text(encoding='utf-8'))
+    except (OSError, UnicodeDecodeError) as e: raise ConfigError(f'cannot read {path}: {_one_line(e)}') from None
     except yaml.YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
         where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark else ''
-        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+        raise ConfigError(f"{path} is not valid YAML{where}: {_one_line(getattr(e, 'problem', None) or e)}") from None
     if not isinstance(config, dict): raise ConfigError(f'{path} must hold a mapping of configuration keys, got {type(config).__name__}')
     return config
 

@@ -32,7 +32,7 @@ __all__ = ['CIFAR10_CLASSES', 'IMAGENET_WNIDS', 'WNID_TO_INDEX', 'IMAGENET_A_WNI
            'small_image_corruption', 'corruption_parameters', 'corrupt_images', 'corrupted_split', 'corruption_shifts',
            'load_cifar10_c', 'load_cifar10_1', 'cifar10_shift_sets', 'write_cifar10_c', 'write_cifar10_1',
            'few_shot_split', 'ShiftSets', 'DatasetSpec', 'register_dataset', 'get_dataset', 'imagenet_shifts',
-           'corrupted_test_shifts', 'published_shifts_missing', 'imagenet_size_transform']
+           'corrupted_test_shifts', 'published_shifts_missing', 'no_published_shifts', 'imagenet_size_transform']
 
 # %% ../nbs/00a_data.ipynb #6979f8fb
 @dataclass
@@ -709,6 +709,16 @@ def published_shifts_missing(settings: dict # the `shifts` settings: root, corru
     try: cifar10_shift_sets(settings['root'], settings['corruptions'], settings['severities'], points=0)
     except (FileNotFoundError, ValueError) as e: return str(e)
 
+def no_published_shifts(dataset: str) -> Callable[[dict], str | None]:
+    "The `shifts_missing` of a dataset whose shifts are built from its own test images or folders: `shifts.root` is refused."
+    return lambda settings: (f"{dataset} builds its own shifts; shifts.root (the published CIFAR-10-C) does not apply: leave it null"
+                             if settings.get('root') else None)
+
+def _imagenet_shifts_missing(settings: dict) -> str | None:
+    if settings.get('corruptions') or settings.get('severities'):
+        return "ImageNet's shifts are the variants found beside data_root (ImageNet-C among them): leave shifts.corruptions and shifts.severities empty"
+    return no_published_shifts('imagenet')(settings)
+
 def imagenet_size_transform(image_size: int | None = None) -> Callable:
     "The evaluation transform at `image_size` (default 224), resizing to 256/224 of it first."
     size = image_size or 224
@@ -747,7 +757,7 @@ IMAGENET_RADII = {'linf': 4 / 255, 'l2': 4., 'l1': 255.}  # the paper's (Sec. 4)
 
 register_dataset('digits', DatasetSpec(
     lambda seed=0, **_: load_digits_splits(seed), "scikit-learn's bundled digits (nothing to download)",
-    {'linf': .25, 'l2': 1., 'l1': 3.}, ('digits', 'digits-finetune'), 360, shifts=corrupted_test_shifts, shifts_missing=published_shifts_missing))  # radii: see 03a_threat_models
+    {'linf': .25, 'l2': 1., 'l1': 3.}, ('digits', 'digits-finetune'), 360, shifts=corrupted_test_shifts, shifts_missing=no_published_shifts('digits')))  # radii: see 03a_threat_models
 register_dataset('cifar10-subset', DatasetSpec(
     lambda root, **_: load_cifar10_subset(root), "the project's shared file cifar10_subset.npz (pass --data-root PATH/cifar10_subset.npz "
     'or set ROBUST_SOUPS_SHARED_DATA)', CIFAR10_RADII, ('cifar10-subset', 'cifar10-subset-finetune'), 1017, _file_missing,
@@ -761,4 +771,4 @@ register_dataset('imagenet', DatasetSpec(
     '(imagenet-real, imagenet-v2, imagenet-a, imagenet-r, imagenet-sketch, conflict-stimuli, imagenet-c) as folders beside them',
     IMAGENET_RADII, ('imagenet', 'imagenet-finetune'), 50_000, _imagenet_missing,
     train_data=lambda root, image_size=None, **_: load_variant('imagenet', Path(root) / 'train', imagenet_train_transform(image_size or 224)),
-    shifts=_imagenet_shift_sets))
+    shifts=_imagenet_shift_sets, shifts_missing=_imagenet_shifts_missing))

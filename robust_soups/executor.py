@@ -68,16 +68,23 @@ def check_runnable(config: dict) -> None:
     if config.get('requires_gpu') and not torch.cuda.is_available():
         raise ConfigError(f"Configuration {config['name']!r} needs a CUDA GPU ({config['model']}, recipe {config['recipe']!r}) and none is "
                           "available here. Try the CPU demo: robust_soups run demo")
-    try: get_device(config.get('device'))
+    try: device = get_device(config.get('device'))
     except RuntimeError as e: raise ConfigError(f'device: {e}') from None
+    if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device: {config['device']!r} was asked for but this machine has {torch.cuda.device_count()} CUDA device(s).")
     spec, root = get_dataset(config['dataset']), data_root(config)
     if spec.missing is not None:  # read from disk: say what to download, and where it goes
         if root is None: raise ConfigError(f"Configuration {config['name']!r} needs --data-root PATH: download {spec.source}.")
         problem = spec.missing(root, training=not config.get('checkpoints'))
         if problem: raise ConfigError(f"{problem[0].upper()}{problem[1:]}: download {spec.source}"
                                       + (', or give trained ingredients with --set checkpoints=FOLDER.' if 'training' in problem else '.'))
-    if config.get('checkpoints') and not Path(config['checkpoints']).is_dir():
-        raise ConfigError(f"No checkpoint folder at {config['checkpoints']}.")
+    if config.get('checkpoints'):
+        from robust_soups.lp_soups import ingredient_name
+        folder = Path(config['checkpoints'])
+        if not folder.is_dir(): raise ConfigError(f"No checkpoint folder at {folder}.")
+        needed = [ingredient_name(config['base'])] + [ingredient_name(config['base'], q) for q in config['targets']]
+        missing = [f'{n}.safetensors' for n in needed if not (folder / f'{n}.safetensors').is_file()]
+        if missing: raise ConfigError(f"No {', '.join(missing)} in {folder}: with checkpoints set, every ingredient is read from that folder as NAME.safetensors.")
     problem = spec.shifts_missing(config['shifts']) if spec.shifts_missing else None  # e.g. the published CIFAR-10-C: every file checked, none read
     if problem: raise ConfigError(f'shifts.root: {problem}')
 
@@ -447,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, overrides)
         check_runnable(config)
     except ConfigError as error:
-        print(f'robust_soups: {error}', file=sys.stderr); return 2
+        print(f"robust_soups: {' '.join(str(error).split())}", file=sys.stderr); return 2  # one line, always
     if args.check:
         import yaml
         print(f"# {config['name']}: valid, resolved (every default filled in); runnable here\n" + yaml.safe_dump(config, sort_keys=False), end='')
@@ -459,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try: run_pipeline(config, out, tuple(args.force), show_progress=not args.no_progress and rank == 0, log=log)
     except ConfigError as error:
-        print(f'robust_soups: {error}', file=sys.stderr); return 2
+        print(f"robust_soups: {' '.join(str(error).split())}", file=sys.stderr); return 2
     if rank == 0:
         print(f"\nSummary ({config['name']}, {time.perf_counter() - start:.0f} s): robust accuracy (%) per threat model, "
               f"and mean held-out accuracy (%) over the shifts\n")

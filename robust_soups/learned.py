@@ -207,7 +207,7 @@ def adaptation_draw(pool: torch.Tensor, # the shift's adaptation pool (point ind
                     k: int, trial: int, seed: int = 0) -> torch.Tensor:
     "The `k` pool points of a trial: the same for every method and every shift (the shifts share their clean images)."
     if not 0 < k <= len(pool): raise ValueError(f'k = {k} must lie in 1..{len(pool)} (the adaptation pool).')
-    generator = torch.Generator().manual_seed(derive_seed(seed, 'adaptation', trial, k))
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + trial * 1009 + k)  # as the kept results were drawn (see `core.derive_seed`)
     return pool[torch.randperm(len(pool), generator=generator)[:k]]
 
 @torch.no_grad()

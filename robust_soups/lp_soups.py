@@ -26,6 +26,7 @@ from .models import create_model, load_checkpoint
 from .attacks import as_threat_dict, evaluate_flags, summarize_flags
 from .training import Recipe, finetune, train
 from .soups import SoupEvaluator, as_models, make_soup, pair_grid, simplex_grid, state_of
+from fastcore.meta import delegates
 
 # %% auto #0
 __all__ = ['NORM_SYMBOLS', 'CLAIM_RESULTS', 'ingredient_name', 'baseline_name', 'theta_label', 'train_ingredients',
@@ -174,6 +175,7 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
     return table
 
 # %% ../nbs/04_lp_soups.ipynb #f90fe643
+@delegates(evaluate_soup_grid, but=['path', 'affine', 'show_progress'])
 def evaluate_models(models: dict[str, nn.Module | str | Path], # models (or checkpoints) by name
                     data, threats, *,
                     cache_dir: str | Path | None = None, # one CSV per model goes here
@@ -200,6 +202,7 @@ def _metric_columns(table: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
     "The columns of `table` about `metrics`: n, each accuracy with its interval, and the per-point flags when kept."
     return ['points'] + [c for m in metrics for c in (m, f'{m}_low', f'{m}_high', f'flags:{m}') if c in table.columns]
 
+@delegates(evaluate_soup_grid, but=['path', 'affine'])
 def front_curve(ingredients: dict[str, nn.Module | str | Path], # models by name ('linf', 'linf-l2', ...)
                 data, threats: dict[str, ThreatModel], # threat models by norm name
                 pair: tuple[str, str], # (p, q), in the order of the plot's axes
@@ -214,6 +217,7 @@ def front_curve(ingredients: dict[str, nn.Module | str | Path], # models by name
     return pd.concat([pd.DataFrame({'pair': f'{p}-{q}', 'p': p, 'q': q, 'start': start, 'w': table[f'w:{start}']}),
                       table[_metric_columns(table, ['clean', p, q])]], axis=1)
 
+@delegates(front_curve, but=['step', 'cache_dir'])
 def two_model_fronts(ingredients: dict[str, nn.Module | str | Path], # models by name ('linf', 'linf-l2', ...)
                      data, threats: dict[str, ThreatModel], # threat models by norm name
                      *,
@@ -284,6 +288,7 @@ def front_summary(fronts: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index('curve')
 
 # %% ../nbs/04_lp_soups.ipynb #53757dec
+@delegates(evaluate_soup_grid, but=['path', 'affine'])
 def three_model_soups(ingredients: dict[str, nn.Module | str | Path], # models by name
                       data, threats: dict[str, ThreatModel], # threat models by norm name
                       base: str = 'linf', # θ_base and its fine-tunes to the two other norms are mixed
@@ -335,6 +340,7 @@ def plot_ternary(table: pd.DataFrame, # from `three_model_soups` (or its saved C
     return fig
 
 # %% ../nbs/04_lp_soups.ipynb #908fb122
+@delegates(evaluate_soup_grid, but=['path', 'affine'])
 def extrapolation_curve(ingredients: dict[str, nn.Module | str | Path], # models by name
                         data, threats: dict[str, ThreatModel], # threat models by norm name
                         base: str = 'linf', target: str = 'l2', # the soups w·θ_base + (1−w)·θ_base→target
@@ -423,6 +429,7 @@ def inner_soup_claim(ingredients: dict[str, nn.Module | str | Path], # models by
             **{e: tests.loc[e, 'ingredient acc'] for e in ('w=1', 'w=0')}, **{f'soup − {e}': tests.loc[e, 'difference'] for e in ('w=1', 'w=0')},
             **{f'p vs {e}': tests.loc[e, 'p_value'] for e in ('w=1', 'w=0')}, 'claim': overall_claim(tests['result'].tolist())}
 
+@delegates(inner_soup_claim)
 def inner_soup_claims(ingredients, data, threats, pairs=None, **kwargs) -> pd.DataFrame:
     "`inner_soup_claim` for both curves of every pair and both norms of the pair: the paper's Fig. 1 statement, tested."
     pairs = front_pairs([n for n in threats if n != 'nominal']) if pairs is None else pairs

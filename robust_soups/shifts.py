@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, SequentialSampler, Subset
 from .core import KeyedResults, atomic_write_bytes, eval_mode, get_device, progress
 from .data import Split, correct_predictions
 from .soups import SoupEvaluator, affine_grid, as_models, state_of
+from fastcore.meta import delegates
 from .core import fingerprint
 from .lp_soups import theta_label
 
@@ -206,11 +207,12 @@ def rank_soups(accuracy: torch.Tensor, # accuracy (or any score) per soup
     order = torch.argsort(-accuracy.double(), stable=True)
     return order[:top_k]
 
+@delegates(shift_predictions, but=['path', 'data_key', 'save_every', 'ensembles', 'extra'])
 def select_soup(ingredients: dict[str, nn.Module | str | Path], # models (or checkpoints) by name
                 adaptation_data: Split | dict[str, Split], # labelled examples of one shift (or of several, for a single soup)
                 grid: Sequence[Sequence[float]] | None = None, # soup weights (default: the paper's affine grid)
                 top_k: int = 5, # how many soups to return
-                **kwargs, # passed to `shift_predictions` (rules, batch_size, device, show_progress)
+                **kwargs, # passed to `shift_predictions`
                ) -> pd.DataFrame:
     "The `top_k` soups ranked by (mean) accuracy on the adaptation data: weights and adaptation accuracy."
     shifts = adaptation_data if isinstance(adaptation_data, dict) else {'adaptation': adaptation_data}

@@ -79,7 +79,7 @@ BAD_CONFIGURATIONS = {  # what a user typed -> what the one line must say
     ('demo', '--set', 'shifts.ks=[10, 500]'): 'shifts.ks: every k must be at most shifts.selection = 180',
     ('demo', '--set', 'shifts.corruptions=[fgo]'): "shifts.corruptions: unknown corruption 'fgo'",
     ('demo', '--set', 'shifts.severities=[6]'): 'shifts.severities.0: Input should be less than or equal to 5 (got 6)',
-    ('demo', '--set', 'epochs=0'): 'epochs: Input should be greater than or equal to 1 (got 0)',
+    ('demo', '--set', 'epochs=0'): 'epochs: must be a positive number of epochs, got 0',
     ('demo', '--set', 'model=resnet9000'): "model: unknown model 'resnet9000'; allowed: small_cnn",
     ('demo', '--set', 'recipe=fast'): "recipe: unknown recipe 'fast'; allowed:",
     ('demo', '--set', 'dataset=mnist'): "dataset: unknown dataset 'mnist'; allowed: digits, cifar10-subset, cifar10, imagenet",
@@ -89,12 +89,21 @@ BAD_CONFIGURATIONS = {  # what a user typed -> what the one line must say
     ('cifar10', '--set', 'requires_gpu=false'): 'needs --data-root PATH: download the official CIFAR-10',
     ('cifar10-subset', '--data-root', '/nowhere.npz'): 'No file at /nowhere.npz: download the project',
     ('demo', '--set', 'checkpoints=/nowhere'): 'No checkpoint folder at /nowhere',
+    ('demo', '--set', 'targets=[nominal]'): 'targets: needs at least one l_p threat model besides nominal',
+    ('demo', '--set', 'model_kwargs={bogus: 1}'): "model_kwargs: small_cnn takes no 'bogus'; it takes num_classes",
+    ('demo', '--set', 'eval.pair_step=true'): 'eval.pair_step: must be a number, got True',
+    ('demo', '--device', 'mps'): "device: unknown device 'mps'; allowed: cpu, cuda, cuda:N",
+    ('demo', '--device', 'cuda:7'): 'cuda:7',
+    ('demo', '--set', 'shifts.root=/data/CIFAR-10-C'): 'digits builds its own shifts',
     ('BROKEN_YAML',): 'is not valid YAML at line 3',
 }
 
 
 @pytest.mark.parametrize('args', list(BAD_CONFIGURATIONS), ids=lambda a: ' '.join(a))
 def test_bad_configuration_fails_fast_with_one_line(tmp_path, args):
+    import torch
+    if args[1:] == ('--device', 'cuda') and torch.cuda.is_available(): pytest.skip('this machine has CUDA')
+    if args[1:] == ('--device', 'cuda:7') and torch.cuda.device_count() > 7: pytest.skip('this machine has 8 CUDA devices')
     if args == ('BROKEN_YAML',):
         (tmp_path / 'broken.yaml').write_text('dataset: digits\nmodel: [small_cnn\n')
         args = (str(tmp_path / 'broken.yaml'),)
