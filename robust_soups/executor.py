@@ -262,8 +262,8 @@ def stage_soups(ctx: Context) -> dict:
 # %% ../nbs/90_executor.ipynb #b4361026
 def stage_shifts(ctx: Context) -> dict:
     "The affine soup grid on the clean test set and its corruptions: selection, Table 1, data efficiency, composition."
-    from robust_soups.shifts import (data_efficiency, dataset_specific_soups, holdout_split, shift_predictions, shift_table, to_markdown,
-                                     top_weights)
+    from robust_soups.shifts import (data_efficiency, dataset_specific_soups, holdout_split, shift_predictions, shift_table, table_labels,
+                                     to_markdown, top_weights)
     from robust_soups.lp_soups import theta_label
     from robust_soups.soups import affine_grid
     c, s, folder = ctx.config, ctx.config['shifts'], ctx.folders['shifts']
@@ -286,7 +286,7 @@ def stage_shifts(ctx: Context) -> dict:
     datasets = groups if sets.soups_per_group else None  # ImageNet: one soup per dataset (ImageNet-C as one); CIFAR: one per corruption × severity
     table = shift_table(predictions, pool, held, groups, datasets=datasets)
     atomic_write_bytes(folder / 'table1.csv', table.to_csv().encode())
-    atomic_write_bytes(folder / 'table1.md', to_markdown(table).encode())
+    atomic_write_bytes(folder / 'table1.md', to_markdown(table_labels(table)).encode())  # rows by id in the CSV, by label in print
     ks = [k for k in s['ks'] if k <= min(len(p) for p in (pool.values() if isinstance(pool, dict) else [pool]))]
     efficiency = data_efficiency(predictions, pool, held, ks, s['trials'], seed=c['seed'])
     efficiency['group'] = efficiency['shift'].map({x: g for g, xs in groups.items() for x in xs})
@@ -412,9 +412,10 @@ def summary_table(out: str | Path) -> pd.DataFrame:
     models = models.drop(columns=[c for c in models.columns if c.endswith(('_low', '_high'))])  # intervals: in report.md
     from robust_soups.lp_soups import theta_label
     shifts = pd.read_csv(out / 'table1.csv', index_col=0)
-    models['shifts (mean)'] = [shifts.loc[theta_label(n), 'mean'] if theta_label(n) in shifts.index else np.nan for n in models.index]
+    models['shifts (mean)'] = [shifts.loc[n, 'mean'] if n in shifts.index else np.nan for n in models.index]  # joined on ids
     models.index = [theta_label(n) for n in models.index]
-    for row in ('single soup', 'dataset-specific soups'): models.loc[row, 'shifts (mean)'] = shifts.loc[row, 'mean']
+    from robust_soups.shifts import SELECTED_SOUPS
+    for row, label in SELECTED_SOUPS.items(): models.loc[label, 'shifts (mean)'] = shifts.loc[row, 'mean']
     return models
 
 # %% ../nbs/90_executor.ipynb #3178046c

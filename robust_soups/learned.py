@@ -21,7 +21,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .attacks import apgd
-from .core import KeyedResults, atomic_write_bytes, derive_seed, fingerprint, get_device, progress
+from .core import KeyedResults, atomic_write_bytes, fingerprint, get_device, progress
 from .data import Split
 from .models import predict
 from .shifts import ShiftPredictions, rank_soups

@@ -29,10 +29,10 @@ from .core import fingerprint
 from .lp_soups import theta_label
 
 # %% auto #0
-__all__ = ['ShiftPredictions', 'shift_predictions', 'predictions_progress', 'rank_soups', 'select_soup', 'holdout_split',
-           'dataset_specific_soups', 'single_soup', 'group_accuracy', 'plot_top_soups', 'mean_and_se', 'shift_table',
-           'to_markdown', 'data_efficiency', 'efficiency_table', 'plot_data_efficiency', 'top_weights',
-           'plot_composition', 'plot_composition_grid']
+__all__ = ['SELECTED_SOUPS', 'ShiftPredictions', 'shift_predictions', 'predictions_progress', 'rank_soups', 'select_soup',
+           'holdout_split', 'dataset_specific_soups', 'single_soup', 'group_accuracy', 'plot_top_soups', 'mean_and_se',
+           'shift_table', 'ensemble_id', 'row_label', 'table_labels', 'to_markdown', 'data_efficiency',
+           'efficiency_table', 'plot_data_efficiency', 'top_weights', 'plot_composition', 'plot_composition_grid']
 
 # %% ../nbs/05_shift_soups.ipynb #73481ec2
 @dataclass
@@ -306,30 +306,47 @@ def shift_table(predictions: ShiftPredictions, pool: torch.Tensor, held: torch.T
                 groups: dict[str, Sequence[str]] | None = None, # column -> shifts averaged in it (default: one column per shift)
                 datasets: dict[str, Sequence[str]] | None = None, # dataset -> shifts selected together (see `dataset_specific_soups`); default: each shift
                ) -> pd.DataFrame:
-    "Held-out accuracy (%) per group of shifts, each with its standard error ('_se'), for ingredients, ensembles, the single soup and the dataset-specific soups."
+    "Held-out accuracy (%) per group of shifts with standard errors ('_se'), one row per ingredient, ensemble and selected soup, by structured id (see `row_label`)."
     groups = groups or {s: [s] for s in predictions.shifts}
     specific = dataset_specific_soups(predictions, pool, held, datasets=datasets)
     single = single_soup(predictions, pool, datasets=datasets)
     sizes = {len(held[s]) if isinstance(held, dict) else len(held) for s in predictions.shifts}
     points = min(sizes) if len(sizes) == 1 else f'{min(sizes)}–{max(sizes)}'  # held-out points per shift
     rows = {}
-    def add(label, passes, flags):  # flags(shift): per held-out point, right or not
-        row = {'# forward passes': passes, 'points': points}
+    def add(row_id, passes, flags):  # flags(shift): per held-out point, right or not
+        row = {'forward_passes': passes, 'points': points}
         for g, shifts in groups.items(): row[g], row[f'{g}_se'] = mean_and_se([flags(s) for s in shifts])
         if len(sizes) == 1:  # the mean over groups, paired point by point
             row['mean'], row['mean_se'] = mean_and_se([torch.stack([flags(s).double() for s in shifts]).mean(0) for shifts in groups.values()])
         else: row['mean'], row['mean_se'] = float(np.mean([row[g] for g in groups])), math.sqrt(sum(row[f'{g}_se'] ** 2 for g in groups)) / len(groups)
-        rows[label] = row
+        rows[row_id] = row
     held_flags = lambda s, i: predictions.flags(s, held)[i]
     for name in predictions.names:
-        add(theta_label(name), '×1', lambda s, i=predictions.ingredient_index(name): held_flags(s, i))
+        add(name, 1, lambda s, i=predictions.ingredient_index(name): held_flags(s, i))
     for j, subset in enumerate(predictions.ensembles):  # one name: a model outside the soups alone (e.g. an independent nominal model)
         block = lambda s: predictions.ensemble_correct[:, predictions.span(s)][:, torch.as_tensor(held[s] if isinstance(held, dict) else held)]
-        label = theta_label(subset[0]) if len(subset) == 1 else 'ensemble ' + ' + '.join(theta_label(n) for n in subset)
-        add(label, f'×{len(subset)}', lambda s, j=j: block(s)[j])
-    add('single soup', '×1', lambda s: held_flags(s, single))
-    add('dataset-specific soups', '×1', lambda s: held_flags(s, specific.loc[s, 'soup']))
-    return pd.DataFrame(rows).T
+        add(ensemble_id(subset), len(subset), lambda s, j=j: block(s)[j])
+    add('single-soup', 1, lambda s: held_flags(s, single))
+    add('dataset-specific-soups', 1, lambda s: held_flags(s, specific.loc[s, 'soup']))
+    return pd.DataFrame(rows).T.astype({'forward_passes': int})
+
+SELECTED_SOUPS = {'single-soup': 'single soup', 'dataset-specific-soups': 'dataset-specific soups'}  # row id -> label
+
+def ensemble_id(members: Sequence[str]) -> str:
+    "The row id of an output ensemble: 'ensemble:nominal+linf' (one member: that model's own name)."
+    return members[0] if len(members) == 1 else 'ensemble:' + '+'.join(members)
+
+def row_label(row_id: str) -> str:
+    "How a row of `shift_table` is printed: 'linf' → 'θ_∞', 'ensemble:nominal+linf' → 'ensemble θ_nominal + θ_∞', 'single-soup' → 'single soup'."
+    if row_id in SELECTED_SOUPS: return SELECTED_SOUPS[row_id]
+    if row_id.startswith('ensemble:'): return 'ensemble ' + ' + '.join(theta_label(n) for n in row_id.removeprefix('ensemble:').split('+'))
+    return theta_label(row_id)
+
+def table_labels(table: pd.DataFrame) -> pd.DataFrame:
+    "A copy of a `shift_table` for printing or drawing: rows by `row_label`, forward passes as '×n'."
+    out = table.rename(index=row_label)
+    if 'forward_passes' in out.columns: out = out.assign(forward_passes=[f'×{int(n)}' for n in out['forward_passes']]).rename(columns={'forward_passes': '# forward passes'})
+    return out
 
 def to_markdown(table: pd.DataFrame, digits: int = 1) -> str:
     "A table as GitHub markdown, numbers rounded, each 'C' shown as 'C ± C_se' when the table has a standard error column (no extra dependency)."

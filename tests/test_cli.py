@@ -47,7 +47,9 @@ def test_demo_end_to_end_writes_the_report_under_runs(demo_run):
     for figure in ('fronts', 'simplex', 'extrapolation', 'data_efficiency', 'composition'):
         assert f'({figure}.png)' in report and (out / f'{figure}.png').stat().st_size > 1000, figure
     table = pd.read_csv(out / 'table1.csv', index_col=0)
-    assert {'dataset-specific soups', 'single soup', 'θ_∞', 'θ_nominal', 'ensemble θ_nominal + θ_∞'} <= set(table.index) and table.loc['single soup', '# forward passes'] == '×1'
+    assert {'dataset-specific-soups', 'single-soup', 'linf', 'nominal', 'ensemble:nominal+linf'} <= set(table.index)  # structured ids
+    assert table.loc['single-soup', 'forward_passes'] == 1 and table.loc['ensemble:nominal+linf', 'forward_passes'] == 2
+    assert '| single soup | ×1 |' in report and '| ensemble θ_nominal + θ_∞ | ×2 |' in report  # labels where people read
     assert json.loads((out / 'config.json').read_text())['config']['eval']['points'] == 60
     claims = result.stdout.split("The paper's claims, paired tests on 60 test points")[1]
     assert 'θ_∞→2 > θ_∞ in l2' in claims and 'θ_∞→nominal > θ_∞ in clean' in claims and "## The paper's claims, tested" in report
