@@ -21,7 +21,7 @@ from .threats import NORMS
 
 # %% auto #0
 __all__ = ['Count', 'Real', 'Step', 'Epochs', 'ConfigError', 'EvalSettings', 'ShiftSettings', 'ExperimentConfig',
-           'validate_config', 'config_keys', 'available_configs', 'parse_override', 'load_config']
+           'check_relations', 'validate_config', 'config_keys', 'available_configs', 'parse_override', 'load_config']
 
 # %% ../nbs/89_config.ipynb #cfg06
 class ConfigError(Exception):
@@ -166,28 +166,32 @@ class ExperimentConfig(_Section):
         return v
 
     @model_validator(mode='after')
-    def _relations(self):
-        if self.base in self.targets: raise ValueError(f"targets: must differ from base {self.base!r} (a fine-tune goes to another threat model)")
-        if not set(self.targets) - {'nominal'}: raise ValueError('targets: needs at least one l_p threat model besides nominal (the l_p soups mix θ_base with it)')
-        self.recipe, self.finetune_recipe = (given or default for given, default in zip((self.recipe, self.finetune_recipe), get_dataset(self.dataset).recipes))
-        self._check_model_kwargs()
-        n = get_dataset(self.dataset).test_points
-        for key, points in (('eval.points', self.eval.points), ('shifts.points', self.shifts.points)):
-            if points is not None and points > n: raise ValueError(f'{key}: {self.dataset} has {n} test points, got {points}')
-        pool = self.shifts.points or n
-        if self.shifts.selection >= pool:
-            raise ValueError(f'shifts.selection: must leave held-out points, so below the {pool} points per shift; got {self.shifts.selection}')
-        big = [k for k in self.shifts.ks if k > self.shifts.selection]
-        if big: raise ValueError(f'shifts.ks: every k must be at most shifts.selection = {self.shifts.selection} (the adaptation pool), got {big}')
-        return self
+    def _relations(self): return check_relations(self)
 
-    def _check_model_kwargs(self):
-        "Every key of `model_kwargs` is an argument of the model's constructor (a model passing **kwargs on to timm takes any)."
-        from robust_soups.models import MODEL_REGISTRY
-        parameters = inspect.signature(MODEL_REGISTRY[self.model]).parameters
-        if any(p.kind is p.VAR_KEYWORD for p in parameters.values()): return
-        unknown = [k for k in self.model_kwargs if k not in parameters]
-        if unknown: raise ValueError(f"model_kwargs: {self.model} takes no {', '.join(map(repr, unknown))}; it takes {', '.join(parameters)}")
+# %% ../nbs/89_config.ipynb #cfg08b
+def _check_model_kwargs(config: ExperimentConfig) -> None:
+    "Every key of `model_kwargs` is an argument of the model's constructor (a model passing **kwargs on to timm takes any)."
+    from robust_soups.models import MODEL_REGISTRY
+    parameters = inspect.signature(MODEL_REGISTRY[config.model]).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()): return
+    unknown = [k for k in config.model_kwargs if k not in parameters]
+    if unknown: raise ValueError(f"model_kwargs: {config.model} takes no {', '.join(map(repr, unknown))}; it takes {', '.join(parameters)}")
+
+def check_relations(config: ExperimentConfig) -> ExperimentConfig:
+    "The relations between entries (see above); the dataset's recipes where none is named."
+    if config.base in config.targets: raise ValueError(f"targets: must differ from base {config.base!r} (a fine-tune goes to another threat model)")
+    if not set(config.targets) - {'nominal'}: raise ValueError('targets: needs at least one l_p threat model besides nominal (the l_p soups mix θ_base with it)')
+    config.recipe, config.finetune_recipe = (given or default for given, default in zip((config.recipe, config.finetune_recipe), get_dataset(config.dataset).recipes))
+    _check_model_kwargs(config)
+    n = get_dataset(config.dataset).test_points
+    for key, points in (('eval.points', config.eval.points), ('shifts.points', config.shifts.points)):
+        if points is not None and points > n: raise ValueError(f'{key}: {config.dataset} has {n} test points, got {points}')
+    pool = config.shifts.points or n
+    if config.shifts.selection >= pool:
+        raise ValueError(f'shifts.selection: must leave held-out points, so below the {pool} points per shift; got {config.shifts.selection}')
+    big = [k for k in config.shifts.ks if k > config.shifts.selection]
+    if big: raise ValueError(f'shifts.ks: every k must be at most shifts.selection = {config.shifts.selection} (the adaptation pool), got {big}')
+    return config
 
 # %% ../nbs/89_config.ipynb #cfg11
 def _message(error: dict) -> str:

@@ -702,6 +702,7 @@ def corrupted_test_shifts(test: Split, # the clean test points
     if 'cifar10.1' in shifted: groups['cifar10.1'] = ['cifar10.1']
     return ShiftSets({'clean': test, **shifted}, groups=groups)
 
+# %% ../nbs/00a_data.ipynb #reg0ent2
 def published_shifts_missing(settings: dict # the `shifts` settings: root, corruptions, severities
                             ) -> str | None:
     "What is missing of the published CIFAR-10-C (and CIFAR-10.1) under `settings['root']`: every file is checked, none read (None: all there, or no root)."
@@ -752,6 +753,7 @@ def _cifar10_missing(root, training: bool = True) -> str | None:
 def _file_missing(root, training: bool = True) -> str | None:
     if not Path(root).is_file(): return f'no file at {root}'
 
+# %% ../nbs/00a_data.ipynb #reg0ent3
 CIFAR10_RADII = {'linf': 8 / 255, 'l2': 128 / 255, 'l1': 12.}  # the paper's (Sec. 4)
 IMAGENET_RADII = {'linf': 4 / 255, 'l2': 4., 'l1': 255.}  # the paper's (Sec. 4)
 

@@ -141,6 +141,7 @@ def data_identity(ctx: Context) -> dict:
     root = data_root(c)
     return {'dataset': c['dataset'], 'root': str(root.resolve()) if root is not None else None, 'fingerprint': read}
 
+# %% ../nbs/90_executor.ipynb #ctx0b
 def _imported(ctx: 'Context', stage: str, name: str, required: bool = True) -> bool:
     "With `checkpoints` set: copy CHECKPOINTS/NAME.safetensors into the stage folder and say so (a missing optional one is skipped)."
     root = ctx.config.get('checkpoints')
