@@ -8,7 +8,6 @@ from __future__ import annotations
 import inspect
 import math
 import re
-import sys
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Optional

@@ -6,9 +6,7 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 import warnings
 from pathlib import Path
 from typing import Sequence

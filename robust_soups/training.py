@@ -5,10 +5,8 @@
 # %% ../nbs/03c_training.ipynb #50b6073a
 from __future__ import annotations
 
-import hashlib
 import io
 import functools
-import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
