@@ -23,8 +23,8 @@ from .threats import ThreatModel, in_threat, project, threat_models
 __all__ = ['LOSSES', 'L1_EPS_SCHEDULE', 'Attack', 'EVALUATION_PRESETS', 'check_inputs', 'check_logits', 'ce_loss', 'dlr_loss',
            'dlr_targeted_loss', 'kl_loss', 'Loss', 'checkpoint_periods', 'random_start', 'stage_iterations',
            'APGDResult', 'apgd_run', 'apgd', 'reference_apgd', 'compare_with_reference', 'apgd_attack',
-           'autoattack_standard', 'as_threat_dict', 'robustness_flags', 'summarize_flags', 'sanity_checks',
-           'evaluate_flags', 'evaluate_robustness']
+           'attack_sequence', 'autoattack_standard', 'as_threat_dict', 'robustness_flags', 'summarize_flags',
+           'sanity_checks', 'evaluate_flags', 'evaluate_robustness']
 
 # %% ../nbs/03b_attacks.ipynb #46ee279a
 def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -361,6 +361,22 @@ def apgd_attack(**settings) -> Attack:
     def attack(model, x, y, threat, *, mask=None, seed=0):
         result = apgd_run(model, x, y, threat, mask=mask, seed=seed, **settings)
         return result.x_adv, result.fooled
+    attack.settings = settings  # what the attack is, for records of results (a changed preset is never mistaken for the old one)
+    return attack
+
+def attack_sequence(*attacks: Attack) -> Attack:
+    "Attacks one after another, as AutoAttack runs its own: each only on the points every earlier one left robust; a point keeps the example that fooled it."
+    def attack(model, x, y, threat, *, mask=None, seed=0):
+        todo = torch.ones(len(x), dtype=torch.bool, device=x.device) if mask is None else mask.clone()
+        x_adv, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for step in attacks:
+            if not todo.any(): break
+            found, hit = step(model, x, y, threat, mask=todo, seed=seed)
+            x_adv[todo] = found[todo]  # the latest attempt; kept for good where it fooled
+            fooled |= hit & todo
+            todo &= ~hit
+        return x_adv, fooled
+    attack.settings = [getattr(step, 'settings', getattr(step, '__name__', repr(step))) for step in attacks]
     return attack
 
 def autoattack_standard(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
@@ -381,7 +397,8 @@ EVALUATION_PRESETS: dict[str, dict[str, Attack]] = {
     'default': {'linf': apgd_attack(n_iter=40, loss='dlr'), 'l2': apgd_attack(n_iter=40, loss='dlr'),
                 'l1': apgd_attack(n_iter=40, loss='ce')},
     'strong': {'linf': _STRONG_TARGETED, 'l2': _STRONG_TARGETED,
-               'l1': apgd_attack(n_iter=100, n_restarts=5, loss='ce', eps_schedule=L1_EPS_SCHEDULE)},
+               'l1': attack_sequence(apgd_attack(n_iter=100, n_restarts=5, loss='ce', eps_schedule=L1_EPS_SCHEDULE),  # AutoAttack's l_1: APGD-CE,
+                                     apgd_attack(n_iter=100, n_restarts=9, n_target_classes=9, loss='dlr-targeted', eps_schedule=L1_EPS_SCHEDULE))},  # then APGD-T
     'autoattack': {norm: autoattack_standard for norm in ('linf', 'l2', 'l1')},
 }
 

@@ -328,7 +328,8 @@ def shift_table(predictions: ShiftPredictions, pool: torch.Tensor, held: torch.T
         add(ensemble_id(subset), len(subset), lambda s, j=j: block(s)[j])
     add('single-soup', 1, lambda s: held_flags(s, single))
     add('dataset-specific-soups', 1, lambda s: held_flags(s, specific.loc[s, 'soup']))
-    return pd.DataFrame(rows).T.astype({'forward_passes': int})
+    table = pd.DataFrame(rows).T.astype({'forward_passes': int})
+    return table.astype({'points': int}) if len(sizes) == 1 else table  # points: one count, or the range 'fewest–most'
 
 SELECTED_SOUPS = {'single-soup': 'single soup', 'dataset-specific-soups': 'dataset-specific soups'}  # row id -> label
 
