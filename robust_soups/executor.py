@@ -42,7 +42,7 @@ STAGE_INPUTS = {  # configuration entries each stage reads, and the stages it bu
     'report': ([], ['soups', 'shifts']),
 }
 
-STAGE_FORMATS = {'baselines': 2, 'soups': 3, 'shifts': 3}  # raised when a stage's saved results change form (soups, shifts 2: claims, standard errors; 3: ingredient checks, selection split; baselines 2: the independent nominal model): older ones are recomputed, never misread
+STAGE_FORMATS = {'baselines': 2, 'soups': 4, 'shifts': 4}  # raised when a stage's saved results change form (soups, shifts 2: claims, standard errors; 3: ingredient checks, selection split; shifts 4: Table 1 by row ids; soups 4: the strong preset's l1 attack; baselines 2: the independent nominal model): older ones are recomputed, never misread
 
 def stage_keys(config: dict, # a validated configuration
                data: dict | None = None, # the identity of the data read (`data_identity`): part of the first stage's key, so of every key

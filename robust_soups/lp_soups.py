@@ -21,7 +21,7 @@ from .core import KeyedResults, atomic_write_bytes, atomic_write_json, fingerpri
 from .data import Split
 from .threats import ThreatModel
 from .models import create_model, load_checkpoint
-from .attacks import as_threat_dict, evaluate_flags, summarize_flags
+from .attacks import EVALUATION_PRESETS, as_threat_dict, evaluate_flags, summarize_flags
 from .training import Recipe, finetune, train
 from .soups import SoupEvaluator, as_models, make_soup, pair_grid, simplex_grid, state_of
 from fastcore.meta import delegates
@@ -151,8 +151,9 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
     x, y = data
     evaluator = SoupEvaluator(list(models.values()), copy.deepcopy(next(iter(models.values()))))
     columns, flag_columns = [f'w:{n}' for n in names], [f'flags:{m}' for m in ['clean', *threats, 'union']]
+    attacks = {n: getattr(a, 'settings', getattr(a, '__name__', '')) for n, a in EVALUATION_PRESETS[preset].items()}  # what the preset is, not only its name
     config = {'ingredients': names, 'weights': fingerprint([state_of(m) for m in models.values()]), 'data': fingerprint(x, y),
-              'points': len(y), 'threats': {k: str(t) for k, t in threats.items()}, 'preset': preset, 'seed': seed}
+              'points': len(y), 'threats': {k: str(t) for k, t in threats.items()}, 'preset': preset, 'attacks': attacks, 'seed': seed}
     store = KeyedResults(path, config, 'soup evaluations') if path is not None else None  # resumed, or refused when computed otherwise
     saved = store.read_table(engine='python', dtype={c: str for c in flag_columns}) if store is not None else None  # exact floats; flags as text
     done = pd.DataFrame(columns=columns) if saved is None else saved

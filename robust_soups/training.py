@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .attacks import apgd, apgd_run
-from .core import KeyedResults, atomic_write_bytes, data_fingerprint, derive_seed, get_device, model_device, progress, rank_and_world
+from .core import KeyedResults, atomic_write_bytes, data_fingerprint, derive_seed, model_device, progress, rank_and_world
 from .data import Split, imagenet_mixup
 from .models import load_checkpoint, predict, save_checkpoint
 from fastcore.meta import delegates
@@ -351,8 +351,7 @@ def finetune(checkpoint: str | Path, # the parent checkpoint (.safetensors from 
              **kwargs, # passed to `train`
             ) -> TrainResult:
     "θ_p→q: the parent model fine-tuned to `target`, its lineage in the saved checkpoint's metadata."
-    kwargs['device'] = get_device(kwargs.get('device'))  # a checkpoint has no device: None is the best available, as for every function given checkpoints
-    model, parent = load_checkpoint(checkpoint, kwargs['device'])
+    model, parent = load_checkpoint(checkpoint, kwargs.get('device') or 'cpu')  # None: on the CPU, where `train` then keeps it (the model's device)
     sources = [ThreatModel(t['norm'], t['eps']) for t in parent.get('threats', [])]
     targets = [target] if isinstance(target, ThreatModel) else list(target)
     if isinstance(recipe, str) and len(sources) == 1 and len(targets) == 1: recipe = finetune_recipe(recipe, sources[0], targets[0])
