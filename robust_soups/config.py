@@ -20,7 +20,8 @@ from .threats import NORMS
 
 # %% auto #0
 __all__ = ['Count', 'Real', 'Step', 'Epochs', 'ConfigError', 'EvalSettings', 'ShiftSettings', 'ExperimentConfig',
-           'check_relations', 'validate_config', 'config_keys', 'available_configs', 'parse_override', 'load_config']
+           'check_relations', 'validate_config', 'config_keys', 'available_configs', 'parse_override', 'one_line',
+           'load_config']
 
 # %% ../nbs/89_config.ipynb #cfg06
 class ConfigError(Exception):
@@ -230,15 +231,17 @@ def parse_override(text: str) -> tuple[str, object]:
     try: return key.strip(), yaml.safe_load(value)
     except yaml.YAMLError as e: raise ConfigError(f'--set {key.strip()}: {value!r} is not a YAML value ({str(e).splitlines()[0]})') from None
 
-def _one_line(text) -> str: return ' '.join(str(text).split())
+def one_line(text) -> str:
+    "`text` (an error, a message) on one line: what the command prints after `robust_soups: `."
+    return ' '.join(str(text).split())
 
 def _read_yaml(path: Path) -> dict:
     try: config = yaml.safe_load(path.read_text(encoding='utf-8'))
-    except (OSError, UnicodeDecodeError) as e: raise ConfigError(f'cannot read {path}: {_one_line(e)}') from None
+    except (OSError, UnicodeDecodeError) as e: raise ConfigError(f'cannot read {path}: {one_line(e)}') from None
     except yaml.YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
         where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark else ''
-        raise ConfigError(f"{path} is not valid YAML{where}: {_one_line(getattr(e, 'problem', None) or e)}") from None
+        raise ConfigError(f"{path} is not valid YAML{where}: {one_line(getattr(e, 'problem', None) or e)}") from None
     if not isinstance(config, dict): raise ConfigError(f'{path} must hold a mapping of configuration keys, got {type(config).__name__}')
     return config
 

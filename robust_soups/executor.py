@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import ConfigError, available_configs, load_config, parse_override, validate_config
+from .config import ConfigError, available_configs, load_config, one_line, parse_override, validate_config
 from .core import (atomic_write_bytes, atomic_write_json, data_fingerprint, eval_mode, fingerprint, format_accuracies, get_device,
                                rank_and_world, seed_everything)
 from .data import get_dataset
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, overrides)
         check_runnable(config)
     except ConfigError as error:
-        print(f"robust_soups: {' '.join(str(error).split())}", file=sys.stderr); return 2  # one line, always
+        print(f'robust_soups: {one_line(error)}', file=sys.stderr); return 2
     if args.check:
         import yaml
         print(f"# {config['name']}: valid, resolved (every default filled in); runnable here\n" + yaml.safe_dump(config, sort_keys=False), end='')
@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try: run_pipeline(config, out, tuple(args.force), show_progress=not args.no_progress and rank == 0, log=log)
     except ConfigError as error:
-        print(f"robust_soups: {' '.join(str(error).split())}", file=sys.stderr); return 2
+        print(f'robust_soups: {one_line(error)}', file=sys.stderr); return 2
     if rank == 0:
         print(f"\nSummary ({config['name']}, {time.perf_counter() - start:.0f} s): robust accuracy (%) per threat model, "
               f"and mean held-out accuracy (%) over the shifts\n")
