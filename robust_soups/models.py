@@ -5,11 +5,15 @@
 # %% ../nbs/00b_models.ipynb #1fc50300
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import pickle
+import sys
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import timm
 import torch
 from torch import nn
@@ -20,11 +24,15 @@ from safetensors.torch import load as load_safetensors_bytes, save as save_safet
 from .core import atomic_write_bytes, eval_mode, progress, seed_everything
 
 # %% auto #0
-__all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'MODEL_REGISTRY', 'Normalize', 'register_model',
-           'create_model', 'small_cnn', 'ResidualBlock', 'small_resnet', 'PreActBlock', 'PreActStage', 'WideResNet',
-           'wide_resnet_28_10', 'PreActResNet', 'preact_resnet18', 'TimmClassifier', 'resnet50', 'vit_b16',
-           'fit_nominal', 'predict', 'save_checkpoint', 'read_checkpoint_metadata', 'load_checkpoint',
-           'import_state_dict']
+__all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'MODEL_REGISTRY', 'ACTIVATIONS', 'RESNET_BLOCKS',
+           'SAFE_GLOBALS', 'WEIGHT_KEYS', 'WRAPPER_PREFIXES', 'NORMALIZATION_KEYS', 'NORMALIZATIONS', 'RECOGNISERS',
+           'Normalize', 'register_model', 'create_model', 'small_cnn', 'ResidualBlock', 'small_resnet', 'PreActBlock',
+           'PreActStage', 'WideResNet', 'wide_resnet_28_10', 'PreActResNet', 'preact_resnet18', 'TimmClassifier',
+           'resnet50', 'vit_b16', 'Standardized', 'robustbench_module', 'wide_resnet', 'dm_wide_resnet',
+           'dm_preact_resnet', 'robustbench_resnet', 'robustbench_preact_resnet18', 'ShortcutPreActBlock',
+           'RobustFinetuningPreActResNet18', 'robust_finetuning_preact_resnet18', 'fit_nominal', 'predict',
+           'save_checkpoint', 'read_checkpoint_metadata', 'load_checkpoint', 'import_state_dict', 'split_normalization',
+           'resolve_normalization', 'align_keys', 'recogniser', 'infer_architecture', 'import_model']
 
 # %% ../nbs/00b_models.ipynb #73c8600a
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
@@ -187,6 +195,137 @@ def vit_b16(num_classes: int = 1000, drop_path_rate: float = .1, img_size: int =
     "timm's ViT-B/16 (86.6M parameters at 1000 classes), stochastic depth 0.1 as in the paper."
     return TimmClassifier('vit_base_patch16_224', num_classes, drop_path_rate=drop_path_rate, img_size=img_size, **kwargs)
 
+# %% ../nbs/00b_models.ipynb #acca41c3
+class Standardized(nn.Module):
+    "A network that expects standardised inputs, behind `Normalize`, so that it takes [0, 1] images (its weights under `model.`)."
+    def __init__(self, model: nn.Module, mean: tuple[float, ...] | None, std: tuple[float, ...] | None):
+        super().__init__()
+        self.normalize, self.model = Normalize(mean, std), model
+    def forward(self, x): return self.model(self.normalize(x))
+
+def robustbench_module(name: str, # a file of RobustBench's `model_zoo/architectures`, e.g. 'dm_wide_resnet'
+                      ):
+    "RobustBench's architecture module `name`, read from its installed files without importing the `robustbench` package."
+    qualified = f'robust_soups._robustbench.{name}'
+    if qualified in sys.modules: return sys.modules[qualified]
+    package = importlib.util.find_spec('robustbench')  # finds the package without running its __init__
+    if package is None:
+        raise ImportError(f"This architecture is RobustBench's: install its code with `pip install --no-deps robustbench==1.1.1` "
+                          '(--no-deps: its pins would replace our timm; only its architecture files are used).')
+    spec = importlib.util.spec_from_file_location(qualified, Path(package.submodule_search_locations[0]) / 'model_zoo' / 'architectures' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[qualified] = module
+    spec.loader.exec_module(module)
+    return module
+
+# %% ../nbs/00b_models.ipynb #586748c1
+@register_model
+def wide_resnet(depth: int = 28, # 6n + 4 layers
+                widen_factor: int = 10, # channel multiplier k
+                num_classes: int = 10, # output logits
+                mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None, # input normalisation (None: none)
+               ) -> WideResNet:
+    "WideResNet-depth-k of any depth and width (RobustBench's `WideResNet` keys; its unused `sub_block1` is dropped on import)."
+    return WideResNet(depth, widen_factor, num_classes, mean, std)
+
+# %% ../nbs/00b_models.ipynb #98c73f52
+ACTIVATIONS = {'relu': lambda module: nn.ReLU, 'swish': lambda module: module.Swish}  # DeepMind's models: ReLU or Swish
+
+def _dm_activation(module, activation: str):
+    if activation not in ACTIVATIONS: raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}.")
+    return ACTIVATIONS[activation](module)
+
+@register_model
+def dm_wide_resnet(depth: int = 28, # 6n + 4 layers
+                   width: int = 10, # channel multiplier
+                   activation: str = 'swish', # 'swish' (Gowal et al. 2020, Rebuffi et al. 2021) or 'relu'
+                   num_classes: int = 10, # output logits
+                   mean: tuple[float, ...] | None = CIFAR10_MEAN, std: tuple[float, ...] | None = CIFAR10_STD, # input normalisation
+                  ) -> nn.Module:
+    "RobustBench's `DMWideResNet` (the strongest CIFAR-10 l_inf and l_2 entries: WRN-28-10, 70-16, 106-16 with Swish)."
+    module = robustbench_module('dm_wide_resnet')
+    return module.DMWideResNet(num_classes, depth, width, _dm_activation(module, activation), **_mean_std(mean, std))
+
+@register_model
+def dm_preact_resnet(depth: int = 18, # 18 or 34
+                     activation: str = 'swish', # 'swish' or 'relu'
+                     num_classes: int = 10, # output logits
+                     mean: tuple[float, ...] | None = CIFAR10_MEAN, std: tuple[float, ...] | None = CIFAR10_STD, # input normalisation
+                    ) -> nn.Module:
+    "RobustBench's `DMPreActResNet` (Rebuffi et al. 2021's PreAct ResNet-18 entries)."
+    module = robustbench_module('dm_wide_resnet')
+    return module.DMPreActResNet(num_classes, depth, 0, _dm_activation(module, activation), **_mean_std(mean, std))
+
+def _mean_std(mean, std) -> dict:
+    "DeepMind's models normalise inside with constants: no normalisation is mean 0, std 1."
+    return {'mean': tuple(mean) if mean is not None else 0., 'std': tuple(std) if std is not None else 1.}
+
+# %% ../nbs/00b_models.ipynb #8a541c37
+RESNET_BLOCKS = {18: ('BasicBlock', (2, 2, 2, 2)), 34: ('BasicBlock', (3, 4, 6, 3)), 50: ('Bottleneck', (3, 4, 6, 3))}
+
+@register_model
+def robustbench_resnet(depth: int = 18, # 18, 34 or 50
+                       num_classes: int = 10, # output logits
+                       mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None, # input normalisation
+                      ) -> Standardized:
+    "RobustBench's CIFAR ResNet-18/34/50 (Engstrom et al. 2019's ResNet-50, ...) behind `Normalize`."
+    if depth not in RESNET_BLOCKS: raise ValueError(f'depth must be one of {", ".join(map(str, RESNET_BLOCKS))}, got {depth}.')
+    module, (block, blocks) = robustbench_module('resnet'), RESNET_BLOCKS[depth]
+    return Standardized(module.ResNet(getattr(module, block), list(blocks), num_classes), mean, std)
+
+@register_model
+def robustbench_preact_resnet18(num_classes: int = 10, # output logits
+                                bn_before_fc: bool = False, # a final BN-ReLU before pooling (some entries have it)
+                                mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None, # input normalisation
+                               ) -> Standardized:
+    "RobustBench's CIFAR PreAct ResNet-18 behind `Normalize`."
+    module = robustbench_module('resnet')
+    return Standardized(module.PreActResNet(module.PreActBlock, [2, 2, 2, 2], num_classes, bn_before_fc=bn_before_fc), mean, std)
+
+# %% ../nbs/00b_models.ipynb #a75b7dce
+def _softplus_or_relu(activation: str) -> nn.Module:
+    "robust-finetuning's activations: 'relu', or 'softplusB' (softplus with integer β = B, e.g. 'softplus1')."
+    if activation == 'relu': return nn.ReLU()
+    beta = activation.removeprefix('softplus')
+    if not activation.startswith('softplus') or not beta.isdigit(): raise ValueError(f"activation must be 'relu' or 'softplusB' with an integer β, got {activation!r}.")
+    return nn.Softplus(beta=int(beta))
+
+class ShortcutPreActBlock(nn.Module):
+    "Pre-activation block whose projection shortcut (`shortcut.0`, a 1×1 conv) sees the activated input; the identity shortcut the raw one."
+    def __init__(self, cin: int, cout: int, stride: int, activation: str):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, padding=1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, padding=1, bias=False)
+        self.act = _softplus_or_relu(activation)
+        if stride != 1 or cin != cout: self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False))
+
+    def forward(self, x):
+        out = self.act(self.bn1(x))
+        shortcut = self.shortcut(out) if hasattr(self, 'shortcut') else x
+        return self.conv2(self.act(self.bn2(self.conv1(out)))) + shortcut
+
+class RobustFinetuningPreActResNet18(nn.Module):
+    "The PreAct ResNet-18 of robust-finetuning (Croce & Hein 2022, the paper's [6]): its key names, block activation, and a final BN-ReLU."
+    def __init__(self, num_classes: int = 10, activation: str = 'softplus1'):
+        super().__init__()
+        self.conv1, widths = nn.Conv2d(3, 64, 3, 1, padding=1, bias=False), [64, 64, 128, 256, 512]
+        for i in range(4):
+            blocks = [ShortcutPreActBlock(widths[i] if j == 0 else widths[i + 1], widths[i + 1], (1 if i == 0 else 2) if j == 0 else 1, activation) for j in range(2)]
+            setattr(self, f'layer{i + 1}', nn.Sequential(*blocks))
+        self.bn, self.linear = nn.BatchNorm2d(512), nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
+        return self.linear(F.avg_pool2d(F.relu(self.bn(out)), 4).flatten(1))
+
+@register_model
+def robust_finetuning_preact_resnet18(num_classes: int = 10, # output logits
+                                      activation: str = 'softplus1', # 'softplus1' (the repository's default and released models) or 'relu'
+                                      mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None, # input normalisation (its models: none)
+                                     ) -> Standardized:
+    "robust-finetuning's PreAct ResNet-18 behind `Normalize`; with activation='relu' it is also RobustBench's PreActResNet-18 with `bn_before_fc`."
+    return Standardized(RobustFinetuningPreActResNet18(num_classes, activation), mean, std)
+
 # %% ../nbs/00b_models.ipynb #da2daaac
 def fit_nominal(model: nn.Module, # model to train in place
                 x: torch.Tensor, # training images in [0, 1]
@@ -249,17 +388,185 @@ def load_checkpoint(path: str | Path, # a file written by `save_checkpoint`
     return model.to(device).eval(), metadata
 
 # %% ../nbs/00b_models.ipynb #c5a4e6b3
-def import_state_dict(path: str | Path, # a .pt / .pth file holding a state dict
-                     ) -> dict[str, torch.Tensor]:
-    "A plain state dict from another project's checkpoint, loaded without ever running pickled code."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'No checkpoint at {path}.')
-    try: obj = torch.load(path, map_location='cpu', weights_only=True)
+SAFE_GLOBALS = [argparse.Namespace, np.dtype, np._core.multiarray.scalar,  # training arguments and numpy scalars (best_acc, ...)
+                *(getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith('DType'))]
+WEIGHT_KEYS = ('state_dict', 'model_state_dict', 'model', 'net', 'best', 'last')  # where checkpoints nest the weights, in order of preference
+WRAPPER_PREFIXES = ('module.model.', 'module.', 'model.')  # DataParallel and wrapper modules
+NORMALIZATION_KEYS = (('mu', 'sigma'), ('mean', 'std'))  # top-level buffers that hold a model's input normalisation
+
+def _load_plain(path: Path) -> object:
+    "What `path` holds, read with `weights_only=True` and only `SAFE_GLOBALS`: never runs pickled code."
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS): return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ValueError(f'Refused to load {path}: it needs to run pickled code, not just read tensors. Only plain '
-                         f'state dicts are accepted; re-save the weights with torch.save(model.state_dict()). ({str(e).splitlines()[0]})') from None
-    for key in ('state_dict', 'model_state_dict', 'model'):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict): obj = obj[key]
-    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
-        raise ValueError(f'{path} does not hold a state dict (a mapping from names to tensors).')
-    return {k.removeprefix('module.'): v for k, v in obj.items()}
+        detail = str(e).split('Unsupported global: ')[-1].split('\n')[0].split(' was not')[0] if 'Unsupported global' in str(e) else str(e).splitlines()[0]
+        raise ValueError(f'Refused to load {path}: it needs pickled code to be read ({detail}); only tensors, plain containers, '
+                         f'numbers, numpy scalars and argparse.Namespace are read. Re-save it with torch.save(model.state_dict()).') from None
+
+def _is_state_dict(obj) -> bool: return isinstance(obj, dict) and bool(obj) and all(torch.is_tensor(v) for v in obj.values())
+
+def _pick_weights(obj, path: Path, key: str | None, log) -> dict[str, torch.Tensor]:
+    "The state dict in `obj`: itself, or under `key` / the first of `WEIGHT_KEYS` (saying which it took and what else was there)."
+    if key is not None:
+        if not isinstance(obj, dict) or key not in obj: raise ValueError(f'{path} has no entry {key!r}; its entries: {_entries(obj)}.')
+        obj = obj[key]
+    while isinstance(obj, dict) and not _is_state_dict(obj):
+        found = [k for k in WEIGHT_KEYS if isinstance(obj.get(k), dict)]
+        if not found: break
+        log(f'{path.name}: weights taken from {found[0]!r}' + (f' (also there: {", ".join(map(repr, found[1:]))}; choose with key=)' if found[1:] else ''))
+        obj = obj[found[0]]
+    if not _is_state_dict(obj): raise ValueError(f'{path} holds no state dict (a mapping from names to tensors); its entries: {_entries(obj)}.')
+    return dict(obj)
+
+def _entries(obj) -> str: return ', '.join(map(repr, list(obj)[:8])) if isinstance(obj, dict) else type(obj).__name__
+
+def import_state_dict(path: str | Path, # a .pt / .pth file holding a state dict, possibly nested (see `WEIGHT_KEYS`)
+                      key: str | None = None, # the entry holding the weights, if not the first of `WEIGHT_KEYS`
+                      log: Callable[[str], None] | None = None, # told what was picked and stripped (default: silent)
+                     ) -> dict[str, torch.Tensor]:
+    "A plain state dict from another project's checkpoint, loaded without ever running pickled code, wrapper prefixes stripped."
+    path, log = Path(path), log or (lambda message: None)
+    if not path.is_file(): raise FileNotFoundError(f'No checkpoint at {path}.')
+    state = _pick_weights(_load_plain(path), path, key, log)
+    for prefix in WRAPPER_PREFIXES[:2]:  # 'model.' is left to `align_keys`: our own wrappers use it
+        if all(k.startswith(prefix) for k in state):
+            log(f'{path.name}: prefix {prefix!r} stripped'); state = {k.removeprefix(prefix): v for k, v in state.items()}
+    return state
+
+# %% ../nbs/00b_models.ipynb #394f62f6
+NORMALIZATIONS = {'none': (None, None), 'cifar10': (CIFAR10_MEAN, CIFAR10_STD), 'imagenet': (IMAGENET_MEAN, IMAGENET_STD),
+                  'half': ((.5,) * 3, (.5,) * 3)}  # 'half': x ↦ 2x − 1 (Hendrycks et al. 2019, AugMix)
+
+def split_normalization(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], tuple | None]:
+    "The state dict without its top-level normalisation buffers (`mu`/`sigma` or `mean`/`std`), and their values as (mean, std) if any."
+    for mean_key, std_key in NORMALIZATION_KEYS:
+        if mean_key in state and std_key in state:
+            rest = {k: v for k, v in state.items() if k not in (mean_key, std_key)}
+            constants = lambda t: tuple(round(v, 7) for v in t.double().flatten().tolist())  # float32 buffers read back as the constants written
+            return rest, (constants(state[mean_key]), constants(state[std_key]))
+    return state, None
+
+def resolve_normalization(found: tuple | None, # (mean, std) read from the checkpoint, if it holds them
+                          normalization, # what the user says: a name of `NORMALIZATIONS`, or (mean, std); None: unknown
+                          source: str = 'the checkpoint', # named in errors
+                         ) -> tuple:
+    "The (mean, std) a model applies to [0, 1] inputs: from the checkpoint or the user; refused when neither says (a silent wrong model is worse than none)."
+    if isinstance(normalization, str):
+        if normalization not in NORMALIZATIONS: raise ValueError(f"Unknown normalization {normalization!r}; known: {', '.join(NORMALIZATIONS)}, or (mean, std).")
+        normalization = NORMALIZATIONS[normalization]
+    if found is None and normalization is None:
+        raise ValueError(f"{source} holds no input normalisation (mu/sigma or mean/std buffers), and many published models normalise in their "
+                         f"forward code: say what it expects with normalization={'|'.join(NORMALIZATIONS)} or (mean, std) (CLI: --normalization).")
+    if found is not None and normalization is not None and not _same_constants(found, normalization):
+        raise ValueError(f'{source} normalises with mean {found[0]}, std {found[1]}, but normalization={normalization} was given.')
+    return found if found is not None else normalization
+
+def _same_constants(a: tuple, b: tuple) -> bool:
+    "Whether two (mean, std) pairs are the same constants (None: no normalisation)."
+    floats = lambda v: None if v is None else [float(x) for x in v]
+    return all(p == q if p is None or q is None else len(p) == len(q) and all(abs(x - y) < 1e-6 for x, y in zip(p, q))
+               for p, q in zip(map(floats, a), map(floats, b)))
+
+# %% ../nbs/00b_models.ipynb #cc13195a
+def align_keys(state: dict[str, torch.Tensor], # imported weights (normalisation buffers split off)
+               model: nn.Module, # the architecture to load them into
+               log: Callable[[str], None] | None = None, # told what was dropped or renamed
+              ) -> dict[str, torch.Tensor]:
+    "`state` renamed to `model`'s keys: unused `sub_block1.*` dropped, a wrapper prefix (`model.`) added or removed; else a clear error."
+    log, target = log or (lambda message: None), set(model.state_dict())
+    unused = [k for k in state if k.startswith('sub_block1.')]
+    if unused and not any(k.startswith('sub_block1.') for k in target):
+        log(f'dropped {len(unused)} sub_block1.* tensors (defined by some WideResNets but never used in their forward pass)')
+        state = {k: v for k, v in state.items() if not k.startswith('sub_block1.')}
+    for rename in (lambda k: k, *(lambda k, p=p: p + k for p in WRAPPER_PREFIXES[2:]), *(lambda k, p=p: k.removeprefix(p) for p in WRAPPER_PREFIXES[2:])):
+        if {rename(k) for k in state} == target: return {rename(k): v for k, v in state.items()}
+    missing, unexpected = sorted(target - set(state)), sorted(set(state) - target)
+    raise ValueError(f'The weights do not fit {type(model).__name__}: missing {_few(missing)}; unexpected {_few(unexpected)}.'
+                     + _suggestion(state))
+
+def _few(keys: list[str], n: int = 3) -> str: return ', '.join(keys[:n]) + (f' (+{len(keys) - n} more)' if len(keys) > n else '') if keys else 'none'
+
+# %% ../nbs/00b_models.ipynb #4c15d003
+RECOGNISERS: dict[str, Callable[[dict], dict | None]] = {}  # architecture name -> its constructor's arguments read from a state dict's keys and shapes
+
+def recogniser(name: str):
+    "Register a function that reads `name`'s constructor arguments from a state dict (None: not this architecture)."
+    def register(fn): RECOGNISERS[name] = fn; return fn
+    return register
+
+def _blocks(state: dict, prefix: str) -> int: return len({k[len(prefix):].split('.')[0] for k in state if k.startswith(prefix)})
+
+@recogniser('wide_resnet')
+def _wide_resnet_arguments(state):
+    if not {'conv1.weight', 'block1.layer.0.conv1.weight', 'fc.weight'} <= set(state): return None
+    return {'depth': 6 * _blocks(state, 'block1.layer.') + 4, 'widen_factor': state['block1.layer.0.conv1.weight'].shape[0] // 16,
+            'num_classes': state['fc.weight'].shape[0]}
+
+@recogniser('dm_wide_resnet')
+def _dm_wide_resnet_arguments(state):
+    if not {'init_conv.weight', 'layer.0.block.0.conv_0.weight', 'logits.weight'} <= set(state): return None
+    return {'depth': 6 * _blocks(state, 'layer.0.block.') + 4, 'width': state['layer.0.block.0.conv_0.weight'].shape[0] // 16,
+            'activation': None, 'num_classes': state['logits.weight'].shape[0]}  # the activation is not in the weights
+
+@recogniser('dm_preact_resnet')
+def _dm_preact_resnet_arguments(state):
+    if not {'conv_2d.weight', 'layer_0.0.conv_2d_1.weight', 'logits.weight'} <= set(state): return None
+    return {'depth': 18 if _blocks(state, 'layer_1.') == 2 else 34, 'activation': None, 'num_classes': state['logits.weight'].shape[0]}
+
+@recogniser('preact_resnet18')
+def _preact_resnet18_arguments(state):
+    if not {'conv1.weight', 'stages.0.layer.0.conv1.weight', 'fc.weight'} <= set(state): return None
+    return {'num_classes': state['fc.weight'].shape[0]}
+
+@recogniser('robustbench_resnet')
+def _robustbench_resnet_arguments(state):
+    if not {'conv1.weight', 'bn1.weight', 'layer1.0.conv1.weight', 'linear.weight'} <= set(state): return None
+    depth = 50 if 'layer1.0.conv3.weight' in state else 18 if _blocks(state, 'layer3.') == 2 else 34
+    return {'depth': depth, 'num_classes': state['linear.weight'].shape[0]}
+
+@recogniser('robustbench_preact_resnet18')
+def _robustbench_preact_resnet18_arguments(state):
+    if not {'conv1.weight', 'layer1.0.bn1.weight', 'linear.weight'} <= set(state) or {'bn1.weight', 'bn.weight'} & set(state): return None
+    return {'num_classes': state['linear.weight'].shape[0]}
+
+@recogniser('robust_finetuning_preact_resnet18')
+def _robust_finetuning_preact_resnet18_arguments(state):  # also RobustBench's PreActResNet-18 with a final BN (activation='relu')
+    if not {'conv1.weight', 'layer1.0.bn1.weight', 'bn.weight', 'linear.weight'} <= set(state): return None
+    return {'activation': None, 'num_classes': state['linear.weight'].shape[0]}
+
+def infer_architecture(state: dict[str, torch.Tensor], # imported weights (normalisation buffers split off)
+                      ) -> tuple[str, dict] | None:
+    "The registered architecture whose keys `state` has, with the constructor arguments its shapes imply (None where the weights cannot say)."
+    for candidate in (state, {k.removeprefix('model.'): v for k, v in state.items()}):
+        for name, read in RECOGNISERS.items():
+            if (arguments := read(candidate)) is not None: return name, arguments
+    return None
+
+def _suggestion(state: dict) -> str:
+    if (found := infer_architecture(state)) is None:
+        return f" No registered architecture recognises these keys (first: {_few(sorted(state))}); register one with `register_model` and `recogniser`."
+    name, arguments = found
+    return f" They look like {name}({', '.join(f'{k}={v!r}' for k, v in arguments.items())}): import with architecture={name!r}."
+
+# %% ../nbs/00b_models.ipynb #a5bc5c5b
+def import_model(path: str | Path, # a .pt / .pth checkpoint of another project (any format `import_state_dict` reads)
+                 architecture: str | None = None, # a registered architecture (default: inferred from the keys, see `RECOGNISERS`)
+                 normalization = None, # input normalisation when the file holds none: a name of `NORMALIZATIONS` or (mean, std)
+                 key: str | None = None, # the entry holding the weights, if not the first of `WEIGHT_KEYS`
+                 log: Callable[[str], None] | None = None, # told what was picked, stripped, dropped and inferred
+                 **kwargs, # constructor arguments (e.g. depth, activation); override what the keys imply
+                ) -> nn.Module:
+    "A registered model (eval mode) with another project's weights, loaded strictly: it takes [0, 1] images and returns the original's logits."
+    log = log or (lambda message: None)
+    state, found = split_normalization(import_state_dict(path, key, log))
+    mean, std = resolve_normalization(found, normalization, str(path))
+    if architecture is None:
+        if (inferred := infer_architecture(state)) is None: raise ValueError(f'Cannot tell the architecture of {path}.' + _suggestion(state))
+        architecture, implied = inferred
+        kwargs = {**implied, **kwargs}
+        log(f"{Path(path).name}: architecture {architecture}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) inferred from its keys")
+    if unknown := [k for k, v in kwargs.items() if v is None]:
+        raise ValueError(f"The weights of {path} do not say its {', '.join(unknown)}: give it (e.g. activation='swish' or 'relu'; CLI: --set NAME=VALUE).")
+    model = create_model(architecture, mean=mean, std=std, **kwargs)
+    model.load_state_dict(align_keys(state, model, log), strict=True)
+    return model.eval()
