@@ -10,6 +10,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -20,11 +21,11 @@ from .models import predict
 from .threats import ThreatModel, in_threat, project, threat_models
 
 # %% auto #0
-__all__ = ['LOSSES', 'L1_EPS_SCHEDULE', 'Attack', 'EVALUATION_PRESETS', 'check_inputs', 'check_logits', 'ce_loss', 'dlr_loss',
-           'dlr_targeted_loss', 'kl_loss', 'Loss', 'checkpoint_periods', 'random_start', 'stage_iterations',
-           'APGDResult', 'apgd_run', 'apgd', 'reference_apgd', 'compare_with_reference', 'apgd_attack',
-           'attack_sequence', 'autoattack_standard', 'as_threat_dict', 'robustness_flags', 'summarize_flags',
-           'sanity_checks', 'evaluate_flags', 'evaluate_robustness']
+__all__ = ['LOSSES', 'L1_EPS_SCHEDULE', 'Attack', 'EVALUATION_PRESETS', 'check_inputs', 'check_logits', 'prepare_inputs',
+           'first_output', 'ce_loss', 'dlr_loss', 'dlr_targeted_loss', 'kl_loss', 'Loss', 'checkpoint_periods',
+           'random_start', 'stage_iterations', 'APGDResult', 'apgd_run', 'apgd', 'reference_apgd',
+           'compare_with_reference', 'apgd_attack', 'attack_sequence', 'autoattack_standard', 'as_threat_dict',
+           'robustness_flags', 'summarize_flags', 'sanity_checks', 'evaluate_flags', 'evaluate_robustness']
 
 # %% ../nbs/03b_attacks.ipynb #46ee279a
 def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -46,6 +47,36 @@ def check_logits(logits: torch.Tensor, y: torch.Tensor) -> None:
     if len(logits) and logits.min() >= 0 and logits.max() <= 1 and torch.allclose(logits.sum(1), torch.ones(len(logits), device=logits.device), atol=1e-4):
         warnings.warn('The model outputs sum to 1 as probabilities do: attacks need logits. Remove the final softmax.',
                       stacklevel=3)
+
+# %% ../nbs/03b_attacks.ipynb #f3b649e6
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+def prepare_inputs(model: nn.Module, # the classifier the inputs are for
+                   x, # images in [0, 1], (N, C, H, W): a tensor or numpy array of any float type
+                   y, # labels: a tensor or numpy array of any integer type
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    "`x` as the model's float type and `y` as int64 tensors, checked (`check_inputs`); NHWC images and inference mode refused."
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError('Attacks need input gradients, which torch.inference_mode() forbids: call them outside it (torch.no_grad() is fine).')
+    x, y = (torch.as_tensor(v) if isinstance(v, np.ndarray) else v for v in (x, y))
+    if torch.is_tensor(x) and x.dim() == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        raise ValueError(f'x looks channels-last (shape {tuple(x.shape)}); pass (N, C, H, W) images, e.g. x.permute(0, 3, 1, 2).')
+    if torch.is_tensor(x) and x.is_floating_point(): x = x.to(_model_dtype(model))
+    if torch.is_tensor(y) and not y.is_floating_point() and y.dtype != torch.bool: y = y.long()
+    check_inputs(x, y)
+    return x, y
+
+class _FirstOutput(nn.Module):
+    "A model whose outputs are tuples or lists, returning their first element (the logits)."
+    def __init__(self, model: nn.Module): super().__init__(); self.model = model
+    def forward(self, x):
+        out = self.model(x)
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+def first_output(model: nn.Module) -> nn.Module:
+    "`model`, or a wrapper taking the first element when its output is a tuple or list (models that return `(logits, features)`)."
+    return model if isinstance(model, _FirstOutput) else _FirstOutput(model)
 
 # %% ../nbs/03b_attacks.ipynb #cb22c330
 def ce_loss(logits, y, aux=None):
@@ -275,10 +306,13 @@ def apgd_run(model: nn.Module, # classifier returning logits, on the same device
              eps_schedule: tuple[tuple[float, float], ...] = (), # (radius factor, share of n_iter) stages, e.g. `L1_EPS_SCHEDULE`
             ) -> APGDResult:
     "APGD (Croce & Hein 2020) for l_inf and l_2, l_1-APGD (Croce & Hein 2021) for l_1, with all details of what it found."
-    if not isinstance(threat, ThreatModel): raise TypeError(f'threat must be a ThreatModel, got {type(threat).__name__}.')
+    if not isinstance(threat, ThreatModel):
+        raise TypeError(f'threat must be a ThreatModel, got {type(threat).__name__}: apgd(model, x, y, ThreatModel("linf", 8 / 255), n_iter=100) '
+                        '(AutoAttack\'s norm=/eps=/steps= are ThreatModel(norm, eps) and n_iter= here).')
     if loss not in LOSSES: raise ValueError(f"Unknown loss {loss!r}; expected one of {', '.join(LOSSES)}.")
     if n_iter < 0 or n_restarts < 1: raise ValueError(f'n_iter must be >= 0 and n_restarts >= 1, got {n_iter} and {n_restarts}.')
-    check_inputs(x, y)
+    x, y = prepare_inputs(model, x, y)
+    model = first_output(model)
     stages = stage_iterations(n_iter, eps_schedule)  # validates the schedule before any work
     spec, n = LOSSES[loss], len(x)
     mask = torch.ones(n, dtype=torch.bool, device=x.device) if mask is None else mask.to(x.device).bool()
@@ -313,8 +347,11 @@ def apgd_run(model: nn.Module, # classifier returning logits, on the same device
     return APGDResult(x_adv, x_best, fooled, best_loss, history)
 
 # %% ../nbs/03b_attacks.ipynb #99476c46
-def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, **kwargs) -> torch.Tensor:
+def apgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel | None = None, **kwargs) -> torch.Tensor:
     "Adversarial examples from APGD: a misclassified point in Δ(x) where one was found, else the highest-loss point. Arguments as in `apgd_run`."
+    if threat is None or {'norm', 'eps', 'steps'} & set(kwargs):
+        raise TypeError("apgd takes a ThreatModel and n_iter: apgd(model, x, y, ThreatModel('linf', 8 / 255), n_iter=100) "
+                        "(AutoAttack's norm=, eps=, steps=).")
     return apgd_run(model, x, y, threat, **kwargs).x_adv
 
 # %% ../nbs/03b_attacks.ipynb #914bf89e
@@ -446,7 +483,8 @@ def robustness_flags(model: nn.Module, # classifier returning logits, on the dev
     if preset not in EVALUATION_PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; expected one of {', '.join(EVALUATION_PRESETS)}.")
     threats = as_threat_dict(threats)
-    check_inputs(x, y)
+    x, y = prepare_inputs(model, x, y)
+    model = first_output(model)
     with eval_mode(model), torch.no_grad():
         logits = model(x) if len(x) else torch.zeros(0, 2, device=x.device)
     check_logits(logits, y)
@@ -465,7 +503,7 @@ def robustness_flags(model: nn.Module, # classifier returning logits, on the dev
 def _batches(data, batch_size: int):
     "(x, y) batches from a pair of tensors (or a `Split`) or from an iterable of batches such as a DataLoader."
     if isinstance(data, (tuple, list)) or hasattr(data, 'x') and hasattr(data, 'y'):
-        x, y = data
+        x, y = (torch.as_tensor(v) if isinstance(v, np.ndarray) else v for v in data)
         return len(x), [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     return (len(data.dataset) if hasattr(data, 'dataset') else None), data
 
@@ -521,6 +559,12 @@ def sanity_checks(model: nn.Module, # classifier returning logits
     return table
 
 # %% ../nbs/03b_attacks.ipynb #25177adc
+def _check_points_argument(data, threats) -> None:
+    "Refuse AutoAttack's calling convention (x and y as two arguments) with the right form."
+    if any(torch.is_tensor(v) or isinstance(v, np.ndarray) for v in (data, threats)):
+        raise TypeError('Pass the points as one argument, the pair (x, y): evaluate_robustness(model, (x, y), threats) '
+                        "(AutoAttack's run_standard_evaluation(x, y) takes them apart).")
+
 def evaluate_flags(model: nn.Module, # classifier returning logits
                    data, # (x, y) tensors, a `Split`, or a DataLoader of (x, y) batches; x in [0, 1]
                    threats = 'cifar10', # threat models: a dataset name, a ThreatModel, a list or a dict
@@ -535,6 +579,7 @@ def evaluate_flags(model: nn.Module, # classifier returning logits
     "Per point of `data` (on the CPU): clean, per-threat and union robustness flags; what paired tests compare."
     if preset not in EVALUATION_PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; expected one of {', '.join(EVALUATION_PRESETS)}.")
+    _check_points_argument(data, threats)
     threats = as_threat_dict(threats)
     device = torch.device(device) if device is not None else model_device(model)
     total, batches = _batches(data, batch_size)
@@ -562,6 +607,7 @@ def evaluate_robustness(model: nn.Module, # classifier returning logits
                         sanity: bool = False, # also run `sanity_checks` on the first batch (table.attrs['sanity'], warnings)
                        ) -> pd.DataFrame:
     "Clean, per-threat and union robust accuracy (%) of `model` on `data`, with n and 95% intervals, as a one-row table."
+    _check_points_argument(data, threats)
     threats = as_threat_dict(threats)
     device = torch.device(device) if device is not None else model_device(model)
     flags = evaluate_flags(model, data, threats, preset=preset, batch_size=batch_size, device=device, cascade=cascade, seed=seed,
