@@ -17,11 +17,13 @@ from .attacks import EVALUATION_PRESETS, evaluate_robustness
 from .core import atomic_write_bytes, format_accuracies, get_device
 from .data import get_dataset
 from .models import import_model, load_checkpoint, save_checkpoint
+from .shifts import to_markdown
 from .soups import make_soup
 from .threats import ThreatModel, threat_models
 
 # %% auto #0
-__all__ = ['RADII_PRESETS', 'load_model', 'file_sha256', 'threats_for', 'test_points', 'evaluate_checkpoints']
+__all__ = ['RADII_PRESETS', 'load_model', 'file_sha256', 'threats_for', 'test_points', 'evaluate_checkpoints', 'soup_lineage',
+           'model_card', 'write_soup']
 
 # %% ../nbs/07_own_models.ipynb #e4613116
 def load_model(path: str | Path, # a robust_soups .safetensors checkpoint, or a .pt/.pth file of another project
@@ -85,3 +87,71 @@ def evaluate_checkpoints(paths: Sequence[str | Path], # checkpoints (see `load_m
     table = pd.DataFrame(rows).T.rename_axis('checkpoint').astype({'points': int})
     table.attrs.update(preset=preset, radii=radii, threats={n: str(t) for n, t in threat_dict.items()}, dataset=dataset)
     return table
+
+# %% ../nbs/07_own_models.ipynb #9debe9a3
+def soup_lineage(paths: Sequence[str | Path], weights: Sequence[float]) -> dict:
+    "What a soup is made of: each ingredient's file name, SHA-256 and weight."
+    return {'ingredients': [{'file': Path(p).name, 'sha256': file_sha256(p), 'weight': float(w)} for p, w in zip(paths, weights)]}
+
+def _constructor(model: nn.Module) -> dict:
+    "The architecture's name and arguments with defaults filled in, input normalisation aside (compared by its constants)."
+    import inspect
+    from robust_soups.models import MODEL_REGISTRY
+    architecture = dict(getattr(model, 'architecture', {'name': type(model).__name__}))
+    name = architecture.pop('name')
+    defaults = {k: p.default for k, p in inspect.signature(MODEL_REGISTRY[name]).parameters.items() if p.default is not inspect.Parameter.empty} if name in MODEL_REGISTRY else {}
+    return {'name': name, **{k: v for k, v in {**defaults, **architecture}.items() if k not in ('mean', 'std')}}
+
+def _constants(model: nn.Module) -> dict[str, torch.Tensor]:
+    "Buffers outside the state dict: the input normalisation a model applies."
+    kept = set(model.state_dict())
+    return {k: v for k, v in model.named_buffers() if k not in kept}
+
+def _check_same_architecture(models: dict[str, nn.Module]) -> None:
+    "Refuse ingredients of different architectures, arguments or input normalisation (same shapes are not enough)."
+    (first, reference), *others = models.items()
+    for name, model in others:
+        if _constructor(model) != _constructor(reference):
+            raise ValueError(f'Soups mix models of one architecture: {Path(first).name} is {_constructor(reference)}, but {Path(name).name} is {_constructor(model)}.')
+        a, b = _constants(reference), _constants(model)
+        if a.keys() != b.keys() or not all(a[k].shape == b[k].shape and torch.allclose(a[k], b[k]) for k in a):
+            raise ValueError(f'Soups mix models that normalise their inputs alike: {Path(first).name} and {Path(name).name} differ.')
+
+# %% ../nbs/07_own_models.ipynb #58a838f1
+def model_card(name: str, # the soup's file name
+               lineage: dict, # from `soup_lineage`
+               evaluation: pd.DataFrame | None = None, # from `evaluate_checkpoints` (ingredients and soup), if measured
+              ) -> str:
+    "A model card (markdown): what the soup is, its lineage, and its robustness with intervals and the preset that measured it."
+    lines = [f'# {name}', '', 'A model soup (Croce et al., CVPR 2023, Eq. 3): θ = Σ_i w_i θ_i, written by robust_soups. '
+             f"Load it with `robust_soups.models.load_checkpoint('{name}')`: a torch.nn.Module taking [0, 1] images and returning logits.", '',
+             '## Ingredients', '', '| file | weight | SHA-256 |', '|---|---|---|']
+    lines += [f"| {i['file']} | {i['weight']:g} | `{i['sha256']}` |" for i in lineage['ingredients']]
+    if evaluation is None: return '\n'.join(lines + ['', 'Not evaluated: `robust_soups evaluate` measures it.', ''])
+    a = evaluation.attrs
+    lines += ['', '## Robust accuracy (%)', '', f"{a.get('dataset')}, first {int(evaluation['points'].iloc[0])} test points, preset `{a.get('preset')}`, "
+              f"radii `{a.get('radii')}` ({', '.join(a.get('threats', {}).values())}); 95% Wilson intervals.", '',
+              to_markdown(format_accuracies(evaluation)), '']
+    return '\n'.join(lines)
+
+# %% ../nbs/07_own_models.ipynb #0da7779c
+def write_soup(paths: Sequence[str | Path], # ingredient checkpoints (see `load_model`)
+               weights: Sequence[float], # one weight per ingredient
+               out: str | Path, # the soup's .safetensors file; its model card goes beside it as NAME.md
+               affine: bool = True, # require the weights to sum to 1 (False: any real weights)
+               normalization = None, # for imported files without normalisation buffers
+               import_arguments: dict | None = None, # for imported files: architecture=, activation=, ...
+               evaluation: dict | None = None, # `evaluate_checkpoints` arguments (dataset=, data_root=, points=, preset=, ...) to measure the soup and its ingredients
+               log: Callable[[str], None] | None = None, # told what the importer did
+              ) -> Path:
+    "Write the soup of `paths` with `weights` (Eq. 3) as a checkpoint with its lineage, and its model card; returns the checkpoint's path."
+    out = Path(out)
+    if out.suffix != '.safetensors': raise ValueError(f'The soup is written as safetensors: name it NAME.safetensors, not {out.name}.')
+    if len(weights) != len(paths): raise ValueError(f'{len(paths)} ingredients need {len(paths)} weights, got {len(weights)}.')
+    models = {str(p): load_model(p, normalization, log, **(import_arguments or {})) for p in paths}
+    _check_same_architecture(models)
+    lineage = soup_lineage(paths, weights)
+    save_checkpoint(out, make_soup(list(models.values()), weights, affine=affine), soup=lineage)
+    table = evaluate_checkpoints([*paths, out], normalization=normalization, import_arguments=import_arguments, log=log, **evaluation) if evaluation else None
+    atomic_write_bytes(out.with_suffix('.md'), model_card(out.name, lineage, table).encode())
+    return out
