@@ -22,12 +22,17 @@ from .core import (atomic_write_bytes, atomic_write_json, data_fingerprint, eval
                                rank_and_world, seed_everything)
 from .data import get_dataset
 from .threats import threat_models
+from .attacks import EVALUATION_PRESETS
+from .data import DATASETS
+from .models import MODEL_REGISTRY, NORMALIZATIONS
+from .own_models import RADII_PRESETS, evaluate_checkpoints, threats_for, write_soup
 
 # %% auto #0
-__all__ = ['STAGES', 'STAGE_INPUTS', 'STAGE_FORMATS', 'CLAIMS_NOTE', 'STAGE_FUNCTIONS', 'stage_keys', 'data_root',
-           'check_runnable', 'Context', 'load_data', 'data_identity', 'finetune_recipes', 'stage_train',
+__all__ = ['STAGES', 'STAGE_INPUTS', 'STAGE_FORMATS', 'CLAIMS_NOTE', 'STAGE_FUNCTIONS', 'CHECKPOINT_COMMANDS', 'stage_keys',
+           'data_root', 'check_runnable', 'Context', 'load_data', 'data_identity', 'finetune_recipes', 'stage_train',
            'stage_finetune', 'stage_baselines', 'stage_soups', 'stage_shifts', 'format_claims', 'stage_report',
-           'run_pipeline', 'claims_table', 'summary_table', 'format_table', 'parse_args', 'main']
+           'run_pipeline', 'claims_table', 'summary_table', 'add_checkpoint_commands', 'command_evaluate',
+           'command_soup', 'format_table', 'parse_args', 'main']
 
 # %% ../nbs/90_executor.ipynb #bfbd9168
 STAGES = ('train', 'finetune', 'baselines', 'soups', 'shifts', 'report')
@@ -419,6 +424,85 @@ def summary_table(out: str | Path) -> pd.DataFrame:
     for row, label in SELECTED_SOUPS.items(): models.loc[label, 'shifts (mean)'] = shifts.loc[row, 'mean']
     return models
 
+# %% ../nbs/90_executor.ipynb #b0b68ed0
+def _shared_checkpoint_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument('checkpoints', nargs='+', metavar='CKPT', help="robust_soups .safetensors files or other projects' .pt/.pth files")
+    command.add_argument('--normalization', default=None, help=f"input normalisation of imported files that hold none: {', '.join(NORMALIZATIONS)}")
+    command.add_argument('--architecture', default=None, help='registered architecture of imported files (default: inferred from their keys)')
+    command.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='architecture argument of imported files (e.g. activation=swish, depth=70)')
+    command.add_argument('--dataset', default=None, help=f"registered dataset to evaluate on ({', '.join(DATASETS)})")
+    command.add_argument('--data-root', default=None, help="where the dataset lies (see `data.DATASETS`)")
+    command.add_argument('--threats', default='linf,l2,l1', help='threat models, comma-separated')
+    command.add_argument('--preset', default='default', help=f"attack preset: {', '.join(EVALUATION_PRESETS)}")
+    command.add_argument('--radii', default='paper', help=f"radii: {', '.join(RADII_PRESETS)} (RobustBench's l2 is 0.5)")
+    command.add_argument('--points', type=int, default=1000, help='test points (the first N)')
+    command.add_argument('--device', default=None, help="'cpu', 'cuda', ... (default: best available)")
+
+def add_checkpoint_commands(commands) -> None:
+    "The `evaluate` and `soup` commands, for checkpoints the user brings (see `own_models`)."
+    evaluate = commands.add_parser('evaluate', help='clean, per-threat and union robust accuracy of checkpoints', description=
+                                   'Evaluate checkpoints: clean, per-threat and union robust accuracy with n and 95% intervals, as a table and a CSV.')
+    _shared_checkpoint_arguments(evaluate)
+    evaluate.add_argument('--out', default=None, help='CSV file for the table (default: none)')
+    soup = commands.add_parser('soup', help='mix checkpoints into a deployable soup (Eq. 3)', description=
+                               'Write the soup sum_i w_i theta_i as safetensors with its lineage and a model card (NAME.md); with --dataset, evaluate it with its ingredients.')
+    _shared_checkpoint_arguments(soup)
+    soup.add_argument('--weights', required=True, help='one weight per checkpoint, comma-separated (e.g. 0.5,0.5)')
+    soup.add_argument('--out', required=True, help='the soup, NAME.safetensors')
+    soup.add_argument('--any-weights', action='store_true', help='allow weights that do not sum to 1 (by default they must, as in Eq. 3; negative ones extrapolate)')
+
+# %% ../nbs/90_executor.ipynb #480e5aa6
+def _checked_checkpoint_arguments(args: argparse.Namespace) -> dict:
+    "Everything the checkpoint commands need, validated before any model is loaded; a clear ConfigError otherwise."
+    if missing := [p for p in args.checkpoints if not Path(p).is_file()]: raise ConfigError(f'No checkpoint at {missing[0]}.')
+    if args.normalization is not None and args.normalization not in NORMALIZATIONS:
+        raise ConfigError(f"--normalization: unknown {args.normalization!r}; known: {', '.join(NORMALIZATIONS)}.")
+    if args.preset not in EVALUATION_PRESETS: raise ConfigError(f"--preset: unknown {args.preset!r}; known: {', '.join(EVALUATION_PRESETS)}.")
+    if args.radii not in RADII_PRESETS: raise ConfigError(f"--radii: unknown {args.radii!r}; known: {', '.join(RADII_PRESETS)}.")
+    if args.points < 1: raise ConfigError(f'--points: at least 1 (got {args.points}).')
+    arguments = dict(parse_override(o) for o in args.set)
+    if args.architecture is not None:
+        if args.architecture not in MODEL_REGISTRY: raise ConfigError(f"--architecture: unknown {args.architecture!r}; registered: {', '.join(sorted(MODEL_REGISTRY))}.")
+        arguments['architecture'] = args.architecture
+    return {'normalization': args.normalization, 'import_arguments': arguments, 'evaluation': _checked_evaluation(args)}
+
+def _checked_evaluation(args: argparse.Namespace) -> dict | None:
+    "`evaluate_checkpoints` arguments from the command line (None without --dataset), checked: dataset, its files, threats, device."
+    if args.dataset is None: return None
+    spec = get_dataset(args.dataset)
+    root = Path(args.data_root) if args.data_root else spec.default_root()
+    if spec.missing is not None and (problem := spec.missing(root, training=False)): raise ConfigError(f'--data-root: {problem}')
+    threats = [t.strip() for t in args.threats.split(',') if t.strip()]
+    threats_for(args.dataset, threats, args.radii)  # unknown threat models refused here
+    get_device(args.device)  # an unavailable device refused here
+    return dict(dataset=args.dataset, data_root=root, threats=threats, preset=args.preset, points=args.points, radii=args.radii, device=args.device)
+
+# %% ../nbs/90_executor.ipynb #557a9992
+def command_evaluate(args: argparse.Namespace) -> int:
+    "`robust_soups evaluate`: the table on stdout (and in --out)."
+    checked = _checked_checkpoint_arguments(args)
+    if checked['evaluation'] is None: raise ConfigError('--dataset: which dataset to evaluate on (e.g. --dataset cifar10 --data-root PATH).')
+    table = evaluate_checkpoints(args.checkpoints, normalization=checked['normalization'], import_arguments=checked['import_arguments'],
+                                 log=lambda message: print(message, file=sys.stderr), **checked['evaluation'])
+    if args.out: atomic_write_bytes(args.out, table.to_csv().encode())
+    a = table.attrs
+    print(f"Robust accuracy (%) on {a['dataset']}, first {args.points} test points, preset {a['preset']}, radii {a['radii']} "
+          f"({', '.join(a['threats'].values())}); 95% intervals:\n\n{format_accuracies(table).to_string()}")
+    return 0
+
+def command_soup(args: argparse.Namespace) -> int:
+    "`robust_soups soup`: the soup, its lineage and model card (evaluated with its ingredients when --dataset is given)."
+    checked = _checked_checkpoint_arguments(args)
+    try: weights = [float(w) for w in args.weights.split(',')]
+    except ValueError: raise ConfigError(f'--weights: comma-separated numbers, got {args.weights!r}.') from None
+    if len(weights) != len(args.checkpoints): raise ConfigError(f'--weights: {len(args.checkpoints)} checkpoints need {len(args.checkpoints)} weights, got {len(weights)}.')
+    if Path(args.out).suffix != '.safetensors': raise ConfigError(f'--out: the soup is written as NAME.safetensors, got {args.out}.')
+    out = write_soup(args.checkpoints, weights, args.out, affine=not args.any_weights, log=lambda m: print(m, file=sys.stderr), **checked)
+    print(f"Soup written: {out} (model card: {out.with_suffix('.md')})")
+    return 0
+
+CHECKPOINT_COMMANDS = {'evaluate': command_evaluate, 'soup': command_soup}
+
 # %% ../nbs/90_executor.ipynb #3178046c
 def format_table(table: pd.DataFrame) -> str:
     "A table as aligned text, accuracies with one decimal."
@@ -438,6 +522,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument('--device', default=None, help="'cpu', 'cuda', ... (default: best available)")
     run.add_argument('--no-progress', action='store_true', help='hide progress bars')
     run.add_argument('--check', action='store_true', help='validate the configuration, print it resolved (every default filled in) and stop')
+    add_checkpoint_commands(commands)
     return parser.parse_args(argv)
 
 def _init_distributed() -> None:
@@ -449,6 +534,10 @@ def _init_distributed() -> None:
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `robust_soups` command."
     args = parse_args(argv)
+    if args.command in CHECKPOINT_COMMANDS:
+        try: return CHECKPOINT_COMMANDS[args.command](args)
+        except (ConfigError, ValueError, FileNotFoundError, ImportError) as error:
+            print(f'robust_soups: {one_line(error)}', file=sys.stderr); return 2
     try:
         overrides = dict(parse_override(o) for o in args.set)
         if args.data_root is not None: overrides['data_root'] = args.data_root

@@ -18,7 +18,7 @@ from .core import atomic_write_bytes, format_accuracies, get_device
 from .data import get_dataset
 from .models import import_model, load_checkpoint, save_checkpoint
 from .shifts import to_markdown
-from .soups import make_soup
+from .soups import check_weights, make_soup
 from .threats import ThreatModel, threat_models
 
 # %% auto #0
@@ -148,6 +148,7 @@ def write_soup(paths: Sequence[str | Path], # ingredient checkpoints (see `load_
     out = Path(out)
     if out.suffix != '.safetensors': raise ValueError(f'The soup is written as safetensors: name it NAME.safetensors, not {out.name}.')
     if len(weights) != len(paths): raise ValueError(f'{len(paths)} ingredients need {len(paths)} weights, got {len(weights)}.')
+    check_weights(weights, len(paths), affine)  # before any model is loaded
     models = {str(p): load_model(p, normalization, log, **(import_arguments or {})) for p in paths}
     _check_same_architecture(models)
     lineage = soup_lineage(paths, weights)

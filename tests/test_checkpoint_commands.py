@@ -1,0 +1,78 @@
+"""`robust_soups evaluate` and `robust_soups soup` as a user runs them, on checkpoints made here: a robust_soups
+.safetensors file and another project's .pt file (nested, with a `module.` prefix and training metadata)."""
+import argparse
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from test_cli import run_cli
+
+
+@pytest.fixture(scope='module')
+def checkpoints(tmp_path_factory):
+    "Two digits classifiers: ours as .safetensors, a peer's as a nested .pt state dict without normalisation buffers."
+    from robust_soups.core import seed_everything
+    from robust_soups.data import load_digits_splits
+    from robust_soups.models import create_model, fit_nominal, save_checkpoint
+    folder, digits = tmp_path_factory.mktemp('checkpoints'), load_digits_splits()
+    seed_everything(0)
+    ours = fit_nominal(create_model('small_cnn', in_chans=1), *digits['train'], epochs=2)
+    save_checkpoint(folder / 'ours.safetensors', ours, dataset='digits')
+    peer = fit_nominal(create_model('small_cnn', in_chans=1), *digits['train'], epochs=2, seed=1)
+    torch.save({'state_dict': {f'module.{k}': v for k, v in peer.state_dict().items()}, 'best_acc': np.float64(.9),
+                'args': argparse.Namespace(lr=.05)}, folder / 'peer.pt')
+    return folder
+
+
+IMPORT = ['--architecture', 'small_cnn', '--set', 'in_chans=1', '--normalization', 'none']
+
+
+def test_evaluate_prints_and_writes_intervals(checkpoints, tmp_path):
+    result = run_cli('evaluate', str(checkpoints / 'ours.safetensors'), str(checkpoints / 'peer.pt'), *IMPORT, '--dataset', 'digits',
+                     '--threats', 'linf,l1', '--points', '40', '--out', 'table.csv', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "peer.pt: weights taken from 'state_dict'" in result.stderr and 'preset default' in result.stdout
+    table = pd.read_csv(tmp_path / 'table.csv', index_col=0)
+    assert list(table.index) == ['ours.safetensors', 'peer.pt'] and (table['points'] == 40).all()
+    assert {'clean_low', 'linf_high', 'l1', 'union_low'} <= set(table.columns)
+
+
+def test_soup_writes_weights_lineage_and_model_card(checkpoints, tmp_path):
+    result = run_cli('soup', str(checkpoints / 'ours.safetensors'), str(checkpoints / 'peer.pt'), *IMPORT, '--weights', '0.3,0.7',
+                     '--out', 'soup.safetensors', '--dataset', 'digits', '--threats', 'linf', '--points', '30', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    from robust_soups.models import load_checkpoint
+    from robust_soups.own_models import file_sha256
+    soup, metadata = load_checkpoint(tmp_path / 'soup.safetensors')
+    assert [i['weight'] for i in metadata['soup']['ingredients']] == [.3, .7]
+    assert metadata['soup']['ingredients'][1]['sha256'] == file_sha256(checkpoints / 'peer.pt')
+    card = (tmp_path / 'soup.md').read_text()
+    assert 'preset `default`' in card and 'soup.safetensors' in card and '[' in card  # the robustness table with intervals
+    assert isinstance(soup, torch.nn.Module) and soup(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['evaluate', 'missing.pt', '--dataset', 'digits'], 'No checkpoint at missing.pt'),
+    (['evaluate', '{peer}', '--dataset', 'digits', '--preset', 'bogus'], "--preset: unknown 'bogus'"),
+    (['evaluate', '{peer}', '--dataset', 'mnist'], "Unknown dataset 'mnist'"),
+    (['evaluate', '{peer}', '--dataset', 'digits', '--threats', 'l3'], 'Unknown threat model(s) l3'),
+    (['evaluate', '{peer}', '--dataset', 'digits', '--normalization', 'robustbench'], "--normalization: unknown 'robustbench'"),
+    (['evaluate', '{peer}', '--dataset', 'digits'], 'holds no input normalisation'),
+    (['evaluate', '{peer}', '--dataset', 'digits', '--normalization', 'none'], 'No registered architecture recognises these keys'),
+    (['evaluate', '{peer}'], '--dataset: which dataset'),
+    (['soup', '{ours}', '{peer}', *IMPORT, '--weights', '1', '--out', 's.safetensors'], '2 checkpoints need 2 weights, got 1'),
+    (['soup', '{ours}', '{peer}', *IMPORT, '--weights', 'a,b', '--out', 's.safetensors'], '--weights: comma-separated numbers'),
+    (['soup', '{ours}', '{peer}', *IMPORT, '--weights', '.5,.5', '--out', 's.pt'], 'written as NAME.safetensors'),
+    (['soup', '{ours}', '{peer}', *IMPORT, '--weights', '.5,.6', '--out', 's.safetensors'], 'must sum to 1'),
+])
+def test_bad_checkpoint_commands_fail_with_one_line(checkpoints, tmp_path, args, message):
+    args = [a.format(ours=checkpoints / 'ours.safetensors', peer=checkpoints / 'peer.pt') for a in args]
+    result = run_cli(*args, cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) >= 1 and lines[-1].startswith('robust_soups:') and 'Traceback' not in result.stderr, result.stderr
+    assert message in lines[-1], lines[-1]
+    assert not (tmp_path / 's.safetensors').exists()
