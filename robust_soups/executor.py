@@ -25,14 +25,15 @@ from .threats import threat_models
 from .attacks import EVALUATION_PRESETS
 from .data import DATASETS
 from .models import MODEL_REGISTRY, NORMALIZATIONS
-from .own_models import RADII_PRESETS, evaluate_checkpoints, threats_for, write_soup
+from .own_models import (GRIDS, RADII_PRESETS, evaluate_checkpoints, load_labelled_images, select_and_write_soup,
+                                     threats_for, write_soup)
 
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_INPUTS', 'STAGE_FORMATS', 'CLAIMS_NOTE', 'STAGE_FUNCTIONS', 'CHECKPOINT_COMMANDS', 'stage_keys',
            'data_root', 'check_runnable', 'Context', 'load_data', 'data_identity', 'finetune_recipes', 'stage_train',
            'stage_finetune', 'stage_baselines', 'stage_soups', 'stage_shifts', 'format_claims', 'stage_report',
            'run_pipeline', 'claims_table', 'summary_table', 'add_checkpoint_commands', 'command_evaluate',
-           'command_soup', 'format_table', 'parse_args', 'main']
+           'command_soup', 'command_select', 'format_table', 'parse_args', 'main']
 
 # %% ../nbs/90_executor.ipynb #bfbd9168
 STAGES = ('train', 'finetune', 'baselines', 'soups', 'shifts', 'report')
@@ -425,11 +426,14 @@ def summary_table(out: str | Path) -> pd.DataFrame:
     return models
 
 # %% ../nbs/90_executor.ipynb #b0b68ed0
-def _shared_checkpoint_arguments(command: argparse.ArgumentParser) -> None:
+def _import_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument('checkpoints', nargs='+', metavar='CKPT', help="robust_soups .safetensors files or other projects' .pt/.pth files")
     command.add_argument('--normalization', default=None, help=f"input normalisation of imported files that hold none: {', '.join(NORMALIZATIONS)}")
     command.add_argument('--architecture', default=None, help='registered architecture of imported files (default: inferred from their keys)')
     command.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='architecture argument of imported files (e.g. activation=swish, depth=70)')
+
+def _shared_checkpoint_arguments(command: argparse.ArgumentParser) -> None:
+    _import_arguments(command)
     command.add_argument('--dataset', default=None, help=f"registered dataset to evaluate on ({', '.join(DATASETS)})")
     command.add_argument('--data-root', default=None, help="where the dataset lies (see `data.DATASETS`)")
     command.add_argument('--threats', default='linf,l2,l1', help='threat models, comma-separated')
@@ -450,6 +454,16 @@ def add_checkpoint_commands(commands) -> None:
     soup.add_argument('--weights', required=True, help='one weight per checkpoint, comma-separated (e.g. 0.5,0.5)')
     soup.add_argument('--out', required=True, help='the soup, NAME.safetensors')
     soup.add_argument('--any-weights', action='store_true', help='allow weights that do not sum to 1 (by default they must, as in Eq. 3; negative ones extrapolate)')
+    select = commands.add_parser('select', help='choose a soup for your shifted data from k labelled examples (Sec. 5)', description=
+                                 'Choose the soup most accurate on k labelled examples of your data, write it with its lineage and model card, '
+                                 'and confirm it against every ingredient on the other examples (paired tests).')
+    _import_arguments(select)
+    select.add_argument('--adaptation', required=True, help='labelled examples: an .npz file (x, y) or a folder of LABEL/IMAGE.png files')
+    select.add_argument('-k', type=int, required=True, help='examples the selection sees (the rest confirm the choice)')
+    select.add_argument('--grid', default='affine', help=f"soups to choose from: {', '.join(GRIDS)}")
+    select.add_argument('--out', required=True, help='the chosen soup, NAME.safetensors')
+    select.add_argument('--seed', type=int, default=0, help='which k examples the selection sees')
+    select.add_argument('--device', default=None, help="'cpu', 'cuda', ... (default: best available)")
 
 # %% ../nbs/90_executor.ipynb #480e5aa6
 def _checked_checkpoint_arguments(args: argparse.Namespace) -> dict:
@@ -457,18 +471,18 @@ def _checked_checkpoint_arguments(args: argparse.Namespace) -> dict:
     if missing := [p for p in args.checkpoints if not Path(p).is_file()]: raise ConfigError(f'No checkpoint at {missing[0]}.')
     if args.normalization is not None and args.normalization not in NORMALIZATIONS:
         raise ConfigError(f"--normalization: unknown {args.normalization!r}; known: {', '.join(NORMALIZATIONS)}.")
-    if args.preset not in EVALUATION_PRESETS: raise ConfigError(f"--preset: unknown {args.preset!r}; known: {', '.join(EVALUATION_PRESETS)}.")
-    if args.radii not in RADII_PRESETS: raise ConfigError(f"--radii: unknown {args.radii!r}; known: {', '.join(RADII_PRESETS)}.")
-    if args.points < 1: raise ConfigError(f'--points: at least 1 (got {args.points}).')
     arguments = dict(parse_override(o) for o in args.set)
     if args.architecture is not None:
         if args.architecture not in MODEL_REGISTRY: raise ConfigError(f"--architecture: unknown {args.architecture!r}; registered: {', '.join(sorted(MODEL_REGISTRY))}.")
         arguments['architecture'] = args.architecture
-    return {'normalization': args.normalization, 'import_arguments': arguments, 'evaluation': _checked_evaluation(args)}
+    return {'normalization': args.normalization, 'import_arguments': arguments}
 
 def _checked_evaluation(args: argparse.Namespace) -> dict | None:
     "`evaluate_checkpoints` arguments from the command line (None without --dataset), checked: dataset, its files, threats, device."
     if args.dataset is None: return None
+    if args.preset not in EVALUATION_PRESETS: raise ConfigError(f"--preset: unknown {args.preset!r}; known: {', '.join(EVALUATION_PRESETS)}.")
+    if args.radii not in RADII_PRESETS: raise ConfigError(f"--radii: unknown {args.radii!r}; known: {', '.join(RADII_PRESETS)}.")
+    if args.points < 1: raise ConfigError(f'--points: at least 1 (got {args.points}).')
     spec = get_dataset(args.dataset)
     root = Path(args.data_root) if args.data_root else spec.default_root()
     if spec.missing is not None and (problem := spec.missing(root, training=False)): raise ConfigError(f'--data-root: {problem}')
@@ -480,10 +494,9 @@ def _checked_evaluation(args: argparse.Namespace) -> dict | None:
 # %% ../nbs/90_executor.ipynb #557a9992
 def command_evaluate(args: argparse.Namespace) -> int:
     "`robust_soups evaluate`: the table on stdout (and in --out)."
-    checked = _checked_checkpoint_arguments(args)
-    if checked['evaluation'] is None: raise ConfigError('--dataset: which dataset to evaluate on (e.g. --dataset cifar10 --data-root PATH).')
-    table = evaluate_checkpoints(args.checkpoints, normalization=checked['normalization'], import_arguments=checked['import_arguments'],
-                                 log=lambda message: print(message, file=sys.stderr), **checked['evaluation'])
+    checked, evaluation = _checked_checkpoint_arguments(args), _checked_evaluation(args)
+    if evaluation is None: raise ConfigError('--dataset: which dataset to evaluate on (e.g. --dataset cifar10 --data-root PATH).')
+    table = evaluate_checkpoints(args.checkpoints, log=lambda message: print(message, file=sys.stderr), **checked, **evaluation)
     if args.out: atomic_write_bytes(args.out, table.to_csv().encode())
     a = table.attrs
     print(f"Robust accuracy (%) on {a['dataset']}, first {args.points} test points, preset {a['preset']}, radii {a['radii']} "
@@ -492,7 +505,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
 def command_soup(args: argparse.Namespace) -> int:
     "`robust_soups soup`: the soup, its lineage and model card (evaluated with its ingredients when --dataset is given)."
-    checked = _checked_checkpoint_arguments(args)
+    checked = _checked_checkpoint_arguments(args) | {'evaluation': _checked_evaluation(args)}
     try: weights = [float(w) for w in args.weights.split(',')]
     except ValueError: raise ConfigError(f'--weights: comma-separated numbers, got {args.weights!r}.') from None
     if len(weights) != len(args.checkpoints): raise ConfigError(f'--weights: {len(args.checkpoints)} checkpoints need {len(args.checkpoints)} weights, got {len(weights)}.')
@@ -501,7 +514,21 @@ def command_soup(args: argparse.Namespace) -> int:
     print(f"Soup written: {out} (model card: {out.with_suffix('.md')})")
     return 0
 
-CHECKPOINT_COMMANDS = {'evaluate': command_evaluate, 'soup': command_soup}
+def command_select(args: argparse.Namespace) -> int:
+    "`robust_soups select`: the soup chosen on k labelled examples, written, and confirmed on the others."
+    checked = _checked_checkpoint_arguments(args)
+    if args.grid not in GRIDS: raise ConfigError(f"--grid: unknown {args.grid!r}; known: {', '.join(GRIDS)}.")
+    if Path(args.out).suffix != '.safetensors': raise ConfigError(f'--out: the soup is written as NAME.safetensors, got {args.out}.')
+    adaptation = load_labelled_images(args.adaptation)
+    if not 1 <= args.k < len(adaptation): raise ConfigError(f'-k: between 1 and {len(adaptation) - 1} (the other examples of {args.adaptation} confirm the choice), got {args.k}.')
+    get_device(args.device)
+    confirmation = select_and_write_soup(args.checkpoints, adaptation, args.k, args.out, grid=args.grid, seed=args.seed, device=args.device,
+                                         log=lambda m: print(m, file=sys.stderr), **checked)
+    print(f"Soup chosen on {args.k} examples and written: {args.out}. Accuracy (%) on the other {len(adaptation) - args.k}, "
+          f"with 95% intervals and the paired difference soup − model:\n\n{confirmation.round(2).to_string()}")
+    return 0
+
+CHECKPOINT_COMMANDS = {'evaluate': command_evaluate, 'soup': command_soup, 'select': command_select}
 
 # %% ../nbs/90_executor.ipynb #3178046c
 def format_table(table: pd.DataFrame) -> str:

@@ -6,6 +6,9 @@
 from __future__ import annotations
 
 import hashlib
+
+import numpy as np
+from PIL import Image
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -14,16 +17,16 @@ import torch
 from torch import nn
 
 from .attacks import EVALUATION_PRESETS, evaluate_robustness
-from .core import atomic_write_bytes, format_accuracies, get_device
-from .data import get_dataset
-from .models import import_model, load_checkpoint, save_checkpoint
-from .shifts import to_markdown
-from .soups import check_weights, make_soup
+from .core import accuracy_interval, atomic_write_bytes, format_accuracies, get_device, paired_comparison
+from .data import Split, get_dataset
+from .models import import_model, load_checkpoint, predict, save_checkpoint
+from .shifts import holdout_split, select_soup, to_markdown
+from .soups import affine_grid, check_weights, make_soup, simplex_grid
 from .threats import ThreatModel, threat_models
 
 # %% auto #0
-__all__ = ['RADII_PRESETS', 'load_model', 'file_sha256', 'threats_for', 'test_points', 'evaluate_checkpoints', 'soup_lineage',
-           'model_card', 'write_soup']
+__all__ = ['RADII_PRESETS', 'GRIDS', 'load_model', 'file_sha256', 'threats_for', 'test_points', 'evaluate_checkpoints',
+           'soup_lineage', 'model_card', 'write_soup', 'load_labelled_images', 'select_and_write_soup']
 
 # %% ../nbs/07_own_models.ipynb #e4613116
 def load_model(path: str | Path, # a robust_soups .safetensors checkpoint, or a .pt/.pth file of another project
@@ -156,3 +159,67 @@ def write_soup(paths: Sequence[str | Path], # ingredient checkpoints (see `load_
     table = evaluate_checkpoints([*paths, out], normalization=normalization, import_arguments=import_arguments, log=log, **evaluation) if evaluation else None
     atomic_write_bytes(out.with_suffix('.md'), model_card(out.name, lineage, table).encode())
     return out
+
+# %% ../nbs/07_own_models.ipynb #dc88f472
+def _images(array: np.ndarray, source: str) -> torch.Tensor:
+    "Images as float (N, C, H, W) in [0, 1]: uint8 scaled by 1/255, channels-last (N, H, W, 1 or 3) moved first."
+    x = torch.as_tensor(array)
+    if x.dim() != 4: raise ValueError(f'{source}: images must be a 4-D array (N, C, H, W) or (N, H, W, C), got shape {tuple(x.shape)}.')
+    if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3): x = x.permute(0, 3, 1, 2)
+    x = x.float() / 255. if x.dtype == torch.uint8 else x.float()
+    if x.min() < 0 or x.max() > 1: raise ValueError(f'{source}: images must be uint8 or floats in [0, 1], got values in [{x.min():.3g}, {x.max():.3g}].')
+    return x.contiguous()
+
+def load_labelled_images(path: str | Path, # an .npz file (x/images and y/labels) or a folder of LABEL/*.png|jpg with integer class folders
+                        ) -> Split:
+    "A user's labelled images (e.g. a few examples of a shifted distribution) as a `Split`; a clear error naming what is missing."
+    path = Path(path)
+    if path.suffix == '.npz' and path.is_file():
+        with np.load(path) as f:
+            x_key, y_key = next((k for k in ('x', 'images') if k in f), None), next((k for k in ('y', 'labels') if k in f), None)
+            if x_key is None or y_key is None: raise ValueError(f'{path} needs arrays x (or images) and y (or labels); it has {", ".join(f.files)}.')
+            return Split(_images(f[x_key], str(path)), torch.as_tensor(f[y_key]).long())
+    if path.is_dir():
+        files = sorted(f for f in path.glob('*/*') if f.suffix.lower() in ('.png', '.jpg', '.jpeg'))
+        if not files or not all(f.parent.name.isdigit() for f in files):
+            raise ValueError(f'{path} must hold LABEL/IMAGE.png (or .jpg) files with integer class folders (0, 1, ...).')
+        images = np.stack([np.asarray(Image.open(f).convert('RGB')) for f in files])
+        return Split(_images(images, str(path)), torch.tensor([int(f.parent.name) for f in files]))
+    raise FileNotFoundError(f'No labelled images at {path}: give an .npz file (x, y) or a folder of LABEL/IMAGE.png files.')
+
+# %% ../nbs/07_own_models.ipynb #c3e83e9e
+def _confirmation(models: dict[str, nn.Module], soup: nn.Module, held_out: Split, weights: list[float], name: str) -> pd.DataFrame:
+    "Held-out accuracy of the chosen soup and of each ingredient, with n, 95% intervals and the paired test soup − ingredient."
+    right = {n: predict(m, held_out.x) == held_out.y for n, m in {name: soup, **models}.items()}
+    rows = []
+    for n, flags in right.items():
+        row = {'model': n, 'weight': dict(zip(models, weights)).get(n), 'points': len(flags), 'accuracy': 100 * flags.float().mean().item()}
+        row['accuracy_low'], row['accuracy_high'] = accuracy_interval(int(flags.sum()), len(flags))
+        if n != name: row |= {f'soup − model {k}': v for k, v in paired_comparison(right[name], flags).items() if k in ('difference', 'low', 'high', 'p_value', 'verdict')}
+        rows.append(row)
+    return pd.DataFrame(rows).set_index('model')
+
+# %% ../nbs/07_own_models.ipynb #3b0b7762
+GRIDS = {'affine': lambda n: affine_grid(n), 'simplex': lambda n: simplex_grid(n, .1)}  # the paper's grid for Sec. 5 (affine), or convex soups only
+
+def select_and_write_soup(paths: Sequence[str | Path], # ingredient checkpoints (see `load_model`)
+                          adaptation: Split, # labelled examples of the user's distribution
+                          k: int, # how many of them the selection sees; the rest confirm the choice
+                          out: str | Path, # the chosen soup's .safetensors file (model card beside it)
+                          grid: str = 'affine', # 'affine' (the paper's Sec. 5 grid) or 'simplex' (convex, step 0.1)
+                          seed: int = 0, # which k points are drawn
+                          normalization = None, # for imported files without normalisation buffers
+                          import_arguments: dict | None = None, # for imported files: architecture=, activation=, ...
+                          device: str | None = None, # where to predict (default: the best available)
+                          log: Callable[[str], None] | None = None,
+                         ) -> pd.DataFrame:
+    "Choose the soup most accurate on k labelled points, write it (lineage, model card) and confirm it on the other points against each ingredient (paired tests)."
+    if grid not in GRIDS: raise ValueError(f"Unknown grid {grid!r}; known: {', '.join(GRIDS)}.")
+    if not 1 <= k < len(adaptation): raise ValueError(f'k must be at least 1 and leave points to confirm on: 1 ≤ k < {len(adaptation)}, got {k}.')
+    models = {Path(p).name: load_model(p, normalization, log, **(import_arguments or {})) for p in paths}
+    _check_same_architecture(models)
+    chosen_points, confirm_points = holdout_split(len(adaptation), selection=k, seed=seed)
+    ranked = select_soup(models, adaptation.subset(chosen_points), GRIDS[grid](len(models)), top_k=1, device=get_device(device), show_progress=False)
+    weights = [float(ranked.iloc[0][name]) for name in models]
+    write_soup(paths, weights, out, normalization=normalization, import_arguments=import_arguments, log=log)
+    return _confirmation(models, load_checkpoint(out)[0], adaptation.subset(confirm_points), weights, Path(out).name)

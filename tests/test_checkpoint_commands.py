@@ -1,4 +1,4 @@
-"""`robust_soups evaluate` and `robust_soups soup` as a user runs them, on checkpoints made here: a robust_soups
+"""`robust_soups evaluate`, `soup` and `select` as a user runs them, on checkpoints made here: a robust_soups
 .safetensors file and another project's .pt file (nested, with a `module.` prefix and training metadata)."""
 import argparse
 import subprocess
@@ -55,7 +55,32 @@ def test_soup_writes_weights_lineage_and_model_card(checkpoints, tmp_path):
     assert isinstance(soup, torch.nn.Module) and soup(torch.rand(2, 1, 8, 8)).shape == (2, 10)
 
 
+@pytest.fixture(scope='module')
+def adaptation(tmp_path_factory):
+    "120 labelled digits under a contrast shift, as a user would keep them: uint8, channels last, in an .npz file."
+    from robust_soups.data import corrupt_images, load_digits_splits
+    test = load_digits_splits()['test']
+    path = tmp_path_factory.mktemp('adaptation') / 'shift.npz'
+    images = (corrupt_images(test.x[:120], 'contrast', 3).permute(0, 2, 3, 1) * 255).round().byte().numpy()
+    np.savez(path, x=images, y=test.y[:120].numpy().astype(np.int32))
+    return path
+
+
+def test_select_chooses_on_k_and_confirms_on_the_rest(checkpoints, adaptation, tmp_path):
+    result = run_cli('select', str(checkpoints / 'ours.safetensors'), str(checkpoints / 'peer.pt'), *IMPORT, '--adaptation', str(adaptation),
+                     '-k', '40', '--grid', 'simplex', '--out', 'chosen.safetensors', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert 'on the other 80' in result.stdout and 'soup − model p_value' in result.stdout
+    from robust_soups.models import load_checkpoint
+    weights = [i['weight'] for i in load_checkpoint(tmp_path / 'chosen.safetensors')[1]['soup']['ingredients']]
+    assert min(weights) >= 0 and abs(sum(weights) - 1) < 1e-9  # a convex soup of the simplex grid
+    assert (tmp_path / 'chosen.md').is_file()
+
+
 @pytest.mark.parametrize('args, message', [
+    (['select', '{ours}', '--adaptation', 'missing.npz', '-k', '5', '--out', 's.safetensors'], 'No labelled images at missing.npz'),
+    (['select', '{ours}', '--adaptation', '{adaptation}', '-k', '120', '--out', 's.safetensors'], '-k: between 1 and 119'),
+    (['select', '{ours}', '--adaptation', '{adaptation}', '-k', '5', '--grid', 'hex', '--out', 's.safetensors'], "--grid: unknown 'hex'"),
     (['evaluate', 'missing.pt', '--dataset', 'digits'], 'No checkpoint at missing.pt'),
     (['evaluate', '{peer}', '--dataset', 'digits', '--preset', 'bogus'], "--preset: unknown 'bogus'"),
     (['evaluate', '{peer}', '--dataset', 'mnist'], "Unknown dataset 'mnist'"),
@@ -69,8 +94,8 @@ def test_soup_writes_weights_lineage_and_model_card(checkpoints, tmp_path):
     (['soup', '{ours}', '{peer}', *IMPORT, '--weights', '.5,.5', '--out', 's.pt'], 'written as NAME.safetensors'),
     (['soup', '{ours}', '{peer}', *IMPORT, '--weights', '.5,.6', '--out', 's.safetensors'], 'must sum to 1'),
 ])
-def test_bad_checkpoint_commands_fail_with_one_line(checkpoints, tmp_path, args, message):
-    args = [a.format(ours=checkpoints / 'ours.safetensors', peer=checkpoints / 'peer.pt') for a in args]
+def test_bad_checkpoint_commands_fail_with_one_line(checkpoints, adaptation, tmp_path, args, message):
+    args = [a.format(ours=checkpoints / 'ours.safetensors', peer=checkpoints / 'peer.pt', adaptation=adaptation) for a in args]
     result = run_cli(*args, cwd=tmp_path)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) >= 1 and lines[-1].startswith('robust_soups:') and 'Traceback' not in result.stderr, result.stderr
