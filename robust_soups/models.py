@@ -391,7 +391,7 @@ def load_checkpoint(path: str | Path, # a file written by `save_checkpoint`
 SAFE_GLOBALS = [argparse.Namespace, np.dtype, np._core.multiarray.scalar,  # training arguments and numpy scalars (best_acc, ...)
                 *(getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith('DType'))]
 WEIGHT_KEYS = ('state_dict', 'model_state_dict', 'model', 'net', 'best', 'last')  # where checkpoints nest the weights, in order of preference
-WRAPPER_PREFIXES = ('module.model.', 'module.', 'model.')  # DataParallel and wrapper modules
+WRAPPER_PREFIXES = ('module.model.', 'module.', 'model.', 'net.')  # DataParallel and wrapper modules (ours: `model.`, timm's behind `net.`)
 NORMALIZATION_KEYS = (('mu', 'sigma'), ('mean', 'std'))  # top-level buffers that hold a model's input normalisation
 
 def _load_plain(path: Path) -> object:
@@ -428,7 +428,7 @@ def import_state_dict(path: str | Path, # a .pt / .pth file holding a state dict
     path, log = Path(path), log or (lambda message: None)
     if not path.is_file(): raise FileNotFoundError(f'No checkpoint at {path}.')
     state = _pick_weights(_load_plain(path), path, key, log)
-    for prefix in WRAPPER_PREFIXES[:2]:  # 'model.' is left to `align_keys`: our own wrappers use it
+    for prefix in WRAPPER_PREFIXES[:2]:  # 'model.' and 'net.' are left to `align_keys`: our own wrappers use them
         if all(k.startswith(prefix) for k in state):
             log(f'{path.name}: prefix {prefix!r} stripped'); state = {k.removeprefix(prefix): v for k, v in state.items()}
     return state
@@ -533,6 +533,17 @@ def _robustbench_preact_resnet18_arguments(state):
 def _robust_finetuning_preact_resnet18_arguments(state):  # also RobustBench's PreActResNet-18 with a final BN (activation='relu')
     if not {'conv1.weight', 'layer1.0.bn1.weight', 'bn.weight', 'linear.weight'} <= set(state): return None
     return {'activation': None, 'num_classes': state['linear.weight'].shape[0]}
+
+@recogniser('resnet50')
+def _resnet50_arguments(state):  # timm's and torchvision's ResNet-50 (RobustBench's ImageNet entries): same key names
+    if not {'conv1.weight', 'bn1.weight', 'layer1.0.conv3.weight', 'layer4.2.conv3.weight', 'fc.weight'} <= set(state) or 'layer4.3.conv1.weight' in state: return None
+    return {'num_classes': state['fc.weight'].shape[0]}
+
+@recogniser('vit_b16')
+def _vit_b16_arguments(state):  # timm's ViT-B/16: 768 channels, 16-px patches, 12 blocks
+    if not {'cls_token', 'pos_embed', 'patch_embed.proj.weight', 'head.weight'} <= set(state): return None
+    if tuple(state['patch_embed.proj.weight'].shape[:1] + state['patch_embed.proj.weight'].shape[2:]) != (768, 16, 16) or _blocks(state, 'blocks.') != 12: return None
+    return {'num_classes': state['head.weight'].shape[0], 'img_size': 16 * int(round((state['pos_embed'].shape[1] - 1) ** .5))}
 
 def infer_architecture(state: dict[str, torch.Tensor], # imported weights (normalisation buffers split off)
                       ) -> tuple[str, dict] | None:
