@@ -10,7 +10,7 @@ import math
 import re
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, Union
 
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
@@ -19,9 +19,9 @@ from .data import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, DATASETS, get_data
 from .threats import NORMS
 
 # %% auto #0
-__all__ = ['Count', 'Real', 'Step', 'Epochs', 'ConfigError', 'EvalSettings', 'ShiftSettings', 'ExperimentConfig',
-           'check_relations', 'validate_config', 'config_keys', 'available_configs', 'parse_override', 'one_line',
-           'load_config']
+__all__ = ['Count', 'Real', 'Step', 'Epochs', 'ConfigError', 'EvalSettings', 'ImportSettings', 'ShiftSettings',
+           'ExperimentConfig', 'check_relations', 'validate_config', 'config_keys', 'available_configs',
+           'parse_override', 'one_line', 'load_config']
 
 # %% ../nbs/89_config.ipynb #cfg06
 class ConfigError(Exception):
@@ -76,6 +76,24 @@ class EvalSettings(_Section):
         if not v[0] < v[1]: raise ValueError(f'needs low < high, got [{v[0]}, {v[1]}, {v[2]}]')
         return v
 
+class ImportSettings(_Section):
+    "How checkpoints of other projects (`base_checkpoint`, `.pt` files in `checkpoints`) are read (the `imports:` section; see `models.import_model`)."
+    normalization: Optional[Union[str, tuple[list[Real], list[Real]]]] = None # a name of `models.NORMALIZATIONS` or [mean, std]; None: the file's own (refused if it has none)
+    architecture: Optional[str] = None # a registered architecture (None: inferred from the keys)
+    arguments: dict = {} # constructor arguments the weights cannot say (e.g. activation: swish)
+
+    @field_validator('normalization')
+    @classmethod
+    def _normalization(cls, v):
+        from robust_soups.models import NORMALIZATIONS
+        return _known(v, NORMALIZATIONS, 'normalization') if isinstance(v, str) else v
+
+    @field_validator('architecture')
+    @classmethod
+    def _architecture(cls, v):
+        from robust_soups.models import MODEL_REGISTRY
+        return v if v is None else _known(v, MODEL_REGISTRY, 'architecture')
+
 class ShiftSettings(_Section):
     "The soups for distribution shifts (the `shifts:` section)."
     points: Optional[Count] = None # test points per shift (None: all)
@@ -119,7 +137,9 @@ class ExperimentConfig(_Section):
     epochs: Optional[Epochs] = None # None: the recipe's
     finetune_epochs: Optional[Epochs] = None
     nominal_finetune_epochs: Optional[Epochs] = None
-    checkpoints: Optional[str] = None # a folder of trained NAME.safetensors instead of training them
+    checkpoints: Optional[str] = None # a folder of trained ingredients (NAME.safetensors, or NAME.pt / NAME.pth read with `imports`) instead of training them
+    base_checkpoint: Optional[str] = None # a robust model to start from (any format, read with `imports`) instead of training θ_base
+    imports: ImportSettings = ImportSettings()
     workers: Annotated[StrictInt, Field(ge=0)] = 0 # data-loading processes for streamed training data
     image_size: Optional[Count] = None
     eval: EvalSettings = EvalSettings()
@@ -179,6 +199,7 @@ def _check_model_kwargs(config: ExperimentConfig) -> None:
 
 def check_relations(config: ExperimentConfig) -> ExperimentConfig:
     "The relations between entries (see above); the dataset's recipes where none is named."
+    if config.checkpoints and config.base_checkpoint: raise ValueError('base_checkpoint: give it or checkpoints (every ingredient), not both')
     if config.base in config.targets: raise ValueError(f"targets: must differ from base {config.base!r} (a fine-tune goes to another threat model)")
     if not set(config.targets) - {'nominal'}: raise ValueError('targets: needs at least one l_p threat model besides nominal (the l_p soups mix θ_base with it)')
     config.recipe, config.finetune_recipe = (given or default for given, default in zip((config.recipe, config.finetune_recipe), get_dataset(config.dataset).recipes))

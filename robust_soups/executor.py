@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from .config import ConfigError, available_configs, load_config, one_line, parse_override, validate_config
 from .core import (atomic_write_bytes, atomic_write_json, data_fingerprint, eval_mode, fingerprint, format_accuracies, get_device,
@@ -25,12 +26,14 @@ from .threats import threat_models
 from .attacks import EVALUATION_PRESETS
 from .data import DATASETS
 from .models import MODEL_REGISTRY, NORMALIZATIONS
-from .own_models import (GRIDS, RADII_PRESETS, evaluate_checkpoints, load_labelled_images, select_and_write_soup,
-                                     threats_for, write_soup)
+from .models import save_checkpoint
+from .own_models import (GRIDS, RADII_PRESETS, evaluate_checkpoints, file_sha256, load_labelled_images, load_model,
+                                     select_and_write_soup, threats_for, write_soup)
 
 # %% auto #0
-__all__ = ['STAGES', 'STAGE_INPUTS', 'STAGE_FORMATS', 'CLAIMS_NOTE', 'STAGE_FUNCTIONS', 'CHECKPOINT_COMMANDS', 'stage_keys',
-           'data_root', 'check_runnable', 'Context', 'load_data', 'data_identity', 'finetune_recipes', 'stage_train',
+__all__ = ['STAGES', 'STAGE_INPUTS', 'STAGE_FORMATS', 'CHECKPOINT_SUFFIXES', 'CLAIMS_NOTE', 'STAGE_FUNCTIONS',
+           'CHECKPOINT_COMMANDS', 'stage_keys', 'data_root', 'check_runnable', 'checkpoint_file',
+           'read_given_checkpoint', 'Context', 'load_data', 'data_identity', 'finetune_recipes', 'stage_train',
            'stage_finetune', 'stage_baselines', 'stage_soups', 'stage_shifts', 'format_claims', 'stage_report',
            'run_pipeline', 'claims_table', 'summary_table', 'add_checkpoint_commands', 'command_evaluate',
            'command_soup', 'command_select', 'format_table', 'parse_args', 'main']
@@ -40,7 +43,7 @@ STAGES = ('train', 'finetune', 'baselines', 'soups', 'shifts', 'report')
 
 # %% ../nbs/90_executor.ipynb #46167bd2
 STAGE_INPUTS = {  # configuration entries each stage reads, and the stages it builds on
-    'train': (['dataset', 'model', 'model_kwargs', 'seed', 'base', 'recipe', 'epochs', 'checkpoints', 'image_size'], []),
+    'train': (['dataset', 'model', 'model_kwargs', 'seed', 'base', 'recipe', 'epochs', 'checkpoints', 'base_checkpoint', 'imports', 'image_size'], []),
     'finetune': (['targets', 'finetune_recipe', 'finetune_epochs', 'nominal_finetune_epochs'], ['train']),
     'baselines': (['baselines', 'finetune_recipe', 'finetune_epochs'], ['train']),
     'soups': (['eval', 'image_size'], ['train', 'finetune', 'baselines']),
@@ -84,15 +87,42 @@ def check_runnable(config: dict) -> None:
         problem = spec.missing(root, training=not config.get('checkpoints'))
         if problem: raise ConfigError(f"{problem[0].upper()}{problem[1:]}: download {spec.source}"
                                       + (', or give trained ingredients with --set checkpoints=FOLDER.' if 'training' in problem else '.'))
+    _check_given_checkpoints(config)
+    problem = spec.shifts_missing(config['shifts']) if spec.shifts_missing else None  # e.g. the published CIFAR-10-C: every file checked, none read
+    if problem: raise ConfigError(f'shifts.root: {problem}')
+
+# %% ../nbs/90_executor.ipynb #ea4d4be7
+CHECKPOINT_SUFFIXES = ('.safetensors', '.pt', '.pth')  # how given ingredients may be stored: ours, or any format `models.import_model` reads
+
+def checkpoint_file(folder: Path, name: str) -> Path | None:
+    "FOLDER/NAME with the first of `CHECKPOINT_SUFFIXES` that exists (None: none does)."
+    return next((folder / f'{name}{s}' for s in CHECKPOINT_SUFFIXES if (folder / f'{name}{s}').is_file()), None)
+
+def read_given_checkpoint(path: Path, config: dict) -> nn.Module:
+    "A given checkpoint as a model: ours as it is, another project's through `import_model` with the configuration's `imports`."
+    imports = config.get('imports') or {}
+    normalization = imports.get('normalization')
+    return load_model(path, tuple(normalization) if isinstance(normalization, list) else normalization,
+                      architecture=imports.get('architecture'), **(imports.get('arguments') or {}))
+
+def _check_given_checkpoints(config: dict) -> None:
+    "Every given checkpoint exists and reads (imported ones are loaded once here, so a wrong normalisation or architecture fails before any stage)."
+    from robust_soups.lp_soups import ingredient_name
+    files = []
+    if config.get('base_checkpoint'):
+        if not Path(config['base_checkpoint']).is_file(): raise ConfigError(f"base_checkpoint: no file at {config['base_checkpoint']}.")
+        files.append(Path(config['base_checkpoint']))
     if config.get('checkpoints'):
-        from robust_soups.lp_soups import ingredient_name
         folder = Path(config['checkpoints'])
         if not folder.is_dir(): raise ConfigError(f"No checkpoint folder at {folder}.")
         needed = [ingredient_name(config['base'])] + [ingredient_name(config['base'], q) for q in config['targets']]
-        missing = [f'{n}.safetensors' for n in needed if not (folder / f'{n}.safetensors').is_file()]
-        if missing: raise ConfigError(f"No {', '.join(missing)} in {folder}: with checkpoints set, every ingredient is read from that folder as NAME.safetensors.")
-    problem = spec.shifts_missing(config['shifts']) if spec.shifts_missing else None  # e.g. the published CIFAR-10-C: every file checked, none read
-    if problem: raise ConfigError(f'shifts.root: {problem}')
+        if missing := [n for n in needed if checkpoint_file(folder, n) is None]:
+            raise ConfigError(f"No {', '.join(missing)} in {folder}: with checkpoints set, every ingredient is read from that folder as NAME{'|'.join(CHECKPOINT_SUFFIXES)}.")
+        files += [checkpoint_file(folder, n) for n in needed]
+    for path in files:
+        if path.suffix == '.safetensors': continue
+        try: read_given_checkpoint(path, config)
+        except (ValueError, FileNotFoundError, ImportError) as error: raise ConfigError(f'imports: {path.name}: {one_line(error)}') from None
 
 # %% ../nbs/90_executor.ipynb #3938047c
 @dataclass
@@ -144,19 +174,26 @@ def data_identity(ctx: Context) -> dict:
     spec, c = get_dataset(ctx.config['dataset']), ctx.config
     if spec.train_data is None: read = fingerprint(ctx.data)
     else: read = None if c.get('checkpoints') else data_fingerprint(ctx.train_data())
-    root = data_root(c)
-    return {'dataset': c['dataset'], 'root': str(root.resolve()) if root is not None else None, 'fingerprint': read}
+    root, given = data_root(c), {'base_checkpoint': file_sha256(c['base_checkpoint'])} if c.get('base_checkpoint') else {}
+    return {'dataset': c['dataset'], 'root': str(root.resolve()) if root is not None else None, 'fingerprint': read, **given}
 
 # %% ../nbs/90_executor.ipynb #ctx0b
+def _store_given(ctx: 'Context', source: Path, stage: str, name: str, threat: str | None = None) -> None:
+    "Put a given checkpoint in the stage folder as NAME/best.safetensors: ours copied, another project's imported (with its file's hash and, for θ_base, its threat model)."
+    target = ctx.folders[stage] / name / 'best.safetensors'
+    if source.suffix == '.safetensors': atomic_write_bytes(target, source.read_bytes()); return
+    threats = [] if threat is None else [{'norm': t.norm, 'eps': t.eps} for t in [ctx.threats()[threat]]]
+    save_checkpoint(target, read_given_checkpoint(source, ctx.config), imported_from=str(source), sha256=file_sha256(source), threats=threats)
+
 def _imported(ctx: 'Context', stage: str, name: str, required: bool = True) -> bool:
-    "With `checkpoints` set: copy CHECKPOINTS/NAME.safetensors into the stage folder and say so (a missing optional one is skipped)."
+    "With `checkpoints` set: store CHECKPOINTS/NAME (.safetensors, .pt or .pth) in the stage folder and say so (a missing optional one is skipped)."
     root = ctx.config.get('checkpoints')
     if not root: return False
-    source = Path(root) / f'{name}.safetensors'
-    if not source.is_file():
-        if required: raise ConfigError(f'No {source}: with checkpoints set, every ingredient is read from that folder as NAME.safetensors.')
+    source = checkpoint_file(Path(root), name)
+    if source is None:
+        if required: raise ConfigError(f"No {name} in {root}: with checkpoints set, every ingredient is read from that folder as NAME{'|'.join(CHECKPOINT_SUFFIXES)}.")
         return True
-    atomic_write_bytes(ctx.folders[stage] / name / 'best.safetensors', source.read_bytes())
+    _store_given(ctx, source, stage, name, threat=name if stage == 'train' else None)
     return True
 
 def _epochs(epochs) -> dict:
@@ -190,6 +227,9 @@ def stage_train(ctx: Context) -> dict:
     from robust_soups.training import get_recipe, train
     c = ctx.config
     if _imported(ctx, 'train', c['base']): return {'models': [c['base']], 'imported': True}
+    if c.get('base_checkpoint'):  # the paper's recipe from a user's robust model: fine-tune it, do not train θ_base
+        _store_given(ctx, Path(c['base_checkpoint']), 'train', c['base'], threat=c['base'])
+        return {'models': [c['base']], 'imported': c['base_checkpoint']}
     seed_everything(c['seed'])
     model = create_model(c['model'], **(c.get('model_kwargs') or {}))
     _check_model_fits(model, ctx.train_data(), c)

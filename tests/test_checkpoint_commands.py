@@ -1,6 +1,7 @@
 """`robust_soups evaluate`, `soup` and `select` as a user runs them, on checkpoints made here: a robust_soups
 .safetensors file and another project's .pt file (nested, with a `module.` prefix and training metadata)."""
 import argparse
+import json
 import subprocess
 from pathlib import Path
 
@@ -101,3 +102,41 @@ def test_bad_checkpoint_commands_fail_with_one_line(checkpoints, adaptation, tmp
     assert result.returncode == 2 and len(lines) >= 1 and lines[-1].startswith('robust_soups:') and 'Traceback' not in result.stderr, result.stderr
     assert message in lines[-1], lines[-1]
     assert not (tmp_path / 's.safetensors').exists()
+
+
+TINY_RUN = ['--set', 'epochs=1', '--set', 'finetune_epochs=1', '--set', 'eval.points=40', '--set', 'eval.pair_step=0.5',
+            '--set', 'eval.simplex_step=0.5', '--set', 'eval.extrapolation=[-0.5, 1.5, 0.5]', '--set', 'shifts.corruptions=[contrast]',
+            '--set', 'shifts.severities=[3]', '--set', 'shifts.points=60', '--set', 'shifts.selection=30', '--set', 'shifts.grid_step=0.5',
+            '--set', 'shifts.ks=[10]', '--set', 'shifts.trials=2', '--set', 'baselines=[]', '--no-progress']
+RUN_IMPORTS = ['--set', 'imports.architecture=small_cnn', '--set', 'imports.arguments={in_chans: 1}', '--set', 'imports.normalization=[[0.5], [0.25]]']
+
+
+def test_run_from_a_users_base_checkpoint_fine_tunes_it(checkpoints, tmp_path):
+    "`--set base_checkpoint=FILE`: θ_base is the user's model (a nested .pt), imported, never trained; the fine-tunes start from it."
+    result = run_cli('run', 'demo', '--out', 'out', '--set', f"base_checkpoint={checkpoints / 'peer.pt'}", *RUN_IMPORTS, *TINY_RUN, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from robust_soups.models import import_model, load_checkpoint
+    stage = lambda name: next((tmp_path / 'out' / 'stages').glob(f'{name}-*'))
+    base, metadata = load_checkpoint(stage('train') / 'linf' / 'best.safetensors')
+    assert metadata['imported_from'] == str(checkpoints / 'peer.pt') and metadata['threats'][0]['norm'] == 'linf'
+    original = import_model(checkpoints / 'peer.pt', 'small_cnn', ((.5,), (.25,)), in_chans=1)
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad(): assert torch.equal(base(x), original(x))
+    finetuned = load_checkpoint(stage('finetune') / 'linf-l2' / 'best.safetensors')[1]
+    assert (tmp_path / finetuned['parent']).resolve() == (stage('train') / 'linf' / 'best.safetensors').resolve()
+    assert json.loads((stage('train') / 'done.json').read_text())['imported'] == str(checkpoints / 'peer.pt')
+
+
+def test_run_with_a_folder_of_pt_checkpoints(checkpoints, tmp_path):
+    "`--set checkpoints=FOLDER` reads every ingredient in any format the importer reads (here .pt state dicts)."
+    from robust_soups.models import create_model
+    folder = tmp_path / 'ingredients'
+    folder.mkdir()
+    for i, name in enumerate(['linf', 'linf-l2', 'linf-l1', 'linf-nominal']):
+        torch.manual_seed(i)
+        torch.save({'model_state_dict': create_model('small_cnn', in_chans=1).state_dict()}, folder / f'{name}.pt')
+    result = run_cli('run', 'demo', '--out', 'out', '--set', f'checkpoints={folder}', *RUN_IMPORTS, *TINY_RUN, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert next((tmp_path / 'out' / 'stages').glob('finetune-*/linf-l1/best.safetensors')).is_file()
+    bad = run_cli('run', 'demo', '--out', 'bad', '--set', f'checkpoints={folder}', '--check', cwd=tmp_path)  # no imports: normalisation unknown
+    assert bad.returncode == 2 and bad.stderr.strip().startswith('robust_soups: imports: linf.pt:') and 'holds no input normalisation' in bad.stderr
