@@ -28,7 +28,7 @@ from .data import DATASETS
 from .models import MODEL_REGISTRY, NORMALIZATIONS
 from .models import save_checkpoint
 from .own_models import (GRIDS, RADII_PRESETS, evaluate_checkpoints, file_sha256, load_labelled_images, load_model,
-                                     select_and_write_soup, threats_for, write_soup)
+                                     select_and_write_soup, soup_grid, soup_grid_search, threats_for, write_soup)
 
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_INPUTS', 'STAGE_FORMATS', 'CHECKPOINT_SUFFIXES', 'CLAIMS_NOTE', 'STAGE_FUNCTIONS',
@@ -479,7 +479,7 @@ def _shared_checkpoint_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument('--threats', default='linf,l2,l1', help='threat models, comma-separated')
     command.add_argument('--preset', default='default', help=f"attack preset: {', '.join(EVALUATION_PRESETS)}")
     command.add_argument('--radii', default='paper', help=f"radii: {', '.join(RADII_PRESETS)} (RobustBench's l2 is 0.5)")
-    command.add_argument('--points', type=int, default=1000, help='test points (the first N)')
+    command.add_argument('--points', type=int, default=None, help="test points, the first N (default: 1000, or all of a smaller test set)")
     command.add_argument('--device', default=None, help="'cpu', 'cuda', ... (default: best available)")
 
 def add_checkpoint_commands(commands) -> None:
@@ -491,8 +491,10 @@ def add_checkpoint_commands(commands) -> None:
     soup = commands.add_parser('soup', help='mix checkpoints into a deployable soup (Eq. 3)', description=
                                'Write the soup sum_i w_i theta_i as safetensors with its lineage and a model card (NAME.md); with --dataset, evaluate it with its ingredients.')
     _shared_checkpoint_arguments(soup)
-    soup.add_argument('--weights', required=True, help='one weight per checkpoint, comma-separated (e.g. 0.5,0.5)')
-    soup.add_argument('--out', required=True, help='the soup, NAME.safetensors')
+    soup.add_argument('--weights', default=None, help='one weight per checkpoint, comma-separated (e.g. 0.5,0.5)')
+    soup.add_argument('--grid', default=None, help=f"instead of --weights: evaluate a grid ({', '.join(GRIDS)}) and write the best soup per metric (needs --dataset)")
+    soup.add_argument('--grid-step', type=float, default=None, help='weight step of the grid (default: 0.1 for pair and simplex, 0.2 for affine)')
+    soup.add_argument('--out', required=True, help='the soup, NAME.safetensors (with --grid: a folder)')
     soup.add_argument('--any-weights', action='store_true', help='allow weights that do not sum to 1 (by default they must, as in Eq. 3; negative ones extrapolate)')
     select = commands.add_parser('select', help='choose a soup for your shifted data from k labelled examples (Sec. 5)', description=
                                  'Choose the soup most accurate on k labelled examples of your data, write it with its lineage and model card, '
@@ -520,16 +522,18 @@ def _checked_checkpoint_arguments(args: argparse.Namespace) -> dict:
 def _checked_evaluation(args: argparse.Namespace) -> dict | None:
     "`evaluate_checkpoints` arguments from the command line (None without --dataset), checked: dataset, its files, threats, device."
     if args.dataset is None: return None
+    spec = get_dataset(args.dataset)
     if args.preset not in EVALUATION_PRESETS: raise ConfigError(f"--preset: unknown {args.preset!r}; known: {', '.join(EVALUATION_PRESETS)}.")
     if args.radii not in RADII_PRESETS: raise ConfigError(f"--radii: unknown {args.radii!r}; known: {', '.join(RADII_PRESETS)}.")
-    if args.points < 1: raise ConfigError(f'--points: at least 1 (got {args.points}).')
-    spec = get_dataset(args.dataset)
+    if args.points is not None and not 1 <= args.points <= spec.test_points:
+        raise ConfigError(f'--points: between 1 and the {spec.test_points} test points of {args.dataset}, got {args.points}.')
     root = Path(args.data_root) if args.data_root else spec.default_root()
     if spec.missing is not None and (problem := spec.missing(root, training=False)): raise ConfigError(f'--data-root: {problem}')
     threats = [t.strip() for t in args.threats.split(',') if t.strip()]
     threats_for(args.dataset, threats, args.radii)  # unknown threat models refused here
     get_device(args.device)  # an unavailable device refused here
-    return dict(dataset=args.dataset, data_root=root, threats=threats, preset=args.preset, points=args.points, radii=args.radii, device=args.device)
+    return dict(dataset=args.dataset, data_root=root, threats=threats, preset=args.preset,
+                points=args.points or min(1000, spec.test_points), radii=args.radii, device=args.device)
 
 # %% ../nbs/90_executor.ipynb #557a9992
 def command_evaluate(args: argparse.Namespace) -> int:
@@ -539,19 +543,38 @@ def command_evaluate(args: argparse.Namespace) -> int:
     table = evaluate_checkpoints(args.checkpoints, log=lambda message: print(message, file=sys.stderr), **checked, **evaluation)
     if args.out: atomic_write_bytes(args.out, table.to_csv().encode())
     a = table.attrs
-    print(f"Robust accuracy (%) on {a['dataset']}, first {args.points} test points, preset {a['preset']}, radii {a['radii']} "
+    print(f"Robust accuracy (%) on {a['dataset']}, first {evaluation['points']} test points, preset {a['preset']}, radii {a['radii']} "
           f"({', '.join(a['threats'].values())}); 95% intervals:\n\n{format_accuracies(table).to_string()}")
     return 0
 
 def command_soup(args: argparse.Namespace) -> int:
     "`robust_soups soup`: the soup, its lineage and model card (evaluated with its ingredients when --dataset is given)."
     checked = _checked_checkpoint_arguments(args) | {'evaluation': _checked_evaluation(args)}
+    if args.grid is not None: return _soup_grid(args, checked)
+    if args.weights is None: raise ConfigError('--weights: one weight per checkpoint (e.g. --weights 0.5,0.5), or --grid simplex|affine|pair.')
     try: weights = [float(w) for w in args.weights.split(',')]
     except ValueError: raise ConfigError(f'--weights: comma-separated numbers, got {args.weights!r}.') from None
     if len(weights) != len(args.checkpoints): raise ConfigError(f'--weights: {len(args.checkpoints)} checkpoints need {len(args.checkpoints)} weights, got {len(weights)}.')
     if Path(args.out).suffix != '.safetensors': raise ConfigError(f'--out: the soup is written as NAME.safetensors, got {args.out}.')
     out = write_soup(args.checkpoints, weights, args.out, affine=not args.any_weights, log=lambda m: print(m, file=sys.stderr), **checked)
     print(f"Soup written: {out} (model card: {out.with_suffix('.md')})")
+    return 0
+
+def _soup_grid(args: argparse.Namespace, checked: dict) -> int:
+    "`robust_soups soup --grid`: every soup of the grid evaluated, the best per metric written and confirmed on other points."
+    if args.weights is not None: raise ConfigError('--weights and --grid: give one (fixed weights, or a grid to search).')
+    if checked['evaluation'] is None: raise ConfigError('--grid: a grid is chosen from on data: give --dataset (and --data-root).')
+    if args.grid_step is not None and not 0 < args.grid_step <= 1: raise ConfigError(f'--grid-step: in (0, 1], got {args.grid_step}.')
+    try: soup_grid(args.grid, len(args.checkpoints), args.grid_step)
+    except ValueError as error: raise ConfigError(f'--grid: {error}') from None
+    evaluation = {k: v for k, v in checked['evaluation'].items() if k != 'points'}
+    points = args.points or get_dataset(args.dataset).test_points // 2  # the choice on half, its confirmation on the other half
+    table = soup_grid_search(args.checkpoints, args.out, args.grid, args.grid_step, points=points, normalization=checked['normalization'],
+                             import_arguments=checked['import_arguments'], show_progress=True, log=lambda m: print(m, file=sys.stderr), **evaluation)
+    best = table.loc[[table[m].idxmax() for m in ['clean', *evaluation['threats'], 'union']]]
+    best.index = [f'best-{m}' for m in ['clean', *evaluation['threats'], 'union']]
+    print(f"{len(table)} soups evaluated on test points 0 to {points} ({Path(args.out) / 'grid.csv'}); the best per metric, chosen there "
+          f"(optimistic: confirmed on points {points} to {2 * points} in each model card):\n\n{format_accuracies(best).to_string()}")
     return 0
 
 def command_select(args: argparse.Namespace) -> int:

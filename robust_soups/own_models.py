@@ -21,12 +21,14 @@ from .core import accuracy_interval, atomic_write_bytes, format_accuracies, get_
 from .data import Split, get_dataset
 from .models import import_model, load_checkpoint, predict, save_checkpoint
 from .shifts import holdout_split, select_soup, to_markdown
-from .soups import affine_grid, check_weights, make_soup, simplex_grid
+from .lp_soups import evaluate_soup_grid
+from .soups import affine_grid, check_weights, make_soup, pair_grid, simplex_grid
 from .threats import ThreatModel, threat_models
 
 # %% auto #0
-__all__ = ['RADII_PRESETS', 'GRIDS', 'load_model', 'file_sha256', 'threats_for', 'test_points', 'evaluate_checkpoints',
-           'soup_lineage', 'model_card', 'write_soup', 'load_labelled_images', 'select_and_write_soup']
+__all__ = ['RADII_PRESETS', 'GRIDS', 'GRID_STEPS', 'load_model', 'file_sha256', 'threats_for', 'test_points',
+           'evaluate_checkpoints', 'soup_lineage', 'model_card', 'write_soup', 'load_labelled_images', 'soup_grid',
+           'select_and_write_soup', 'soup_grid_search']
 
 # %% ../nbs/07_own_models.ipynb #e4613116
 def load_model(path: str | Path, # a robust_soups .safetensors checkpoint, or a .pt/.pth file of another project
@@ -64,11 +66,14 @@ def threats_for(dataset: str, # a registered dataset
 # %% ../nbs/07_own_models.ipynb #32b64f4c
 def test_points(dataset: str, # a registered dataset
                 data_root: str | Path | None = None, # where it lies (see `data.DATASETS`; digits need none)
-                points: int | None = 1000, # the first `points` test points (None: all)
+                points: int | None = 1000, # how many test points (None: all)
+                skip: int = 0, # leave out the first `skip` points (the ones a choice was made on)
                ):
-    "The test split of `dataset` (its first `points` points) as the pipeline loads it."
-    test = get_dataset(dataset).load(root=data_root, seed=0, points=points, image_size=None)['test']
-    return test if points is None or points >= len(test) else test.subset(torch.arange(points))
+    "Test points `skip` to `skip + points` of `dataset` as the pipeline loads them; a clear error when there are not that many."
+    test = get_dataset(dataset).load(root=data_root, seed=0, points=None if points is None else skip + points, image_size=None)['test']
+    end = len(test) if points is None else skip + points
+    if end > len(test): raise ValueError(f'{dataset} has {len(test)} test points; points {skip} to {end} were asked for.')
+    return test.subset(torch.arange(skip, end))
 
 def evaluate_checkpoints(paths: Sequence[str | Path], # checkpoints (see `load_model`)
                          dataset: str = 'cifar10', # a registered dataset
@@ -76,6 +81,7 @@ def evaluate_checkpoints(paths: Sequence[str | Path], # checkpoints (see `load_m
                          threats: Sequence[str] = ('linf', 'l2', 'l1'), # threat models to attack in
                          preset: str = 'default', # 'default', 'strong' or 'autoattack'
                          points: int | None = 1000, # test points
+                         skip: int = 0, # leave out the first `skip` test points (e.g. those a soup was chosen on)
                          radii: str = 'paper', # 'paper' or 'robustbench'
                          normalization = None, # for imported files without normalisation buffers
                          import_arguments: dict | None = None, # for imported files: architecture=, activation=, ... (`models.import_model`)
@@ -84,11 +90,11 @@ def evaluate_checkpoints(paths: Sequence[str | Path], # checkpoints (see `load_m
                          log: Callable[[str], None] | None = None, # told what the importer did
                         ) -> pd.DataFrame:
     "Clean, per-threat and union robust accuracy (%) of each checkpoint, with n and 95% intervals (attrs: preset, radii, threats)."
-    threat_dict, data, device = threats_for(dataset, threats, radii), test_points(dataset, data_root, points), get_device(device)
+    threat_dict, data, device = threats_for(dataset, threats, radii), test_points(dataset, data_root, points, skip), get_device(device)
     rows = {Path(p).name: evaluate_robustness(load_model(p, normalization, log, **(import_arguments or {})).to(device), data, threat_dict, preset=preset,
                                               device=device, show_progress=show_progress).iloc[0] for p in paths}
     table = pd.DataFrame(rows).T.rename_axis('checkpoint').astype({'points': int})
-    table.attrs.update(preset=preset, radii=radii, threats={n: str(t) for n, t in threat_dict.items()}, dataset=dataset)
+    table.attrs.update(preset=preset, radii=radii, threats={n: str(t) for n, t in threat_dict.items()}, dataset=dataset, skip=skip)
     return table
 
 # %% ../nbs/07_own_models.ipynb #9debe9a3
@@ -132,7 +138,7 @@ def model_card(name: str, # the soup's file name
     lines += [f"| {i['file']} | {i['weight']:g} | `{i['sha256']}` |" for i in lineage['ingredients']]
     if evaluation is None: return '\n'.join(lines + ['', 'Not evaluated: `robust_soups evaluate` measures it.', ''])
     a = evaluation.attrs
-    lines += ['', '## Robust accuracy (%)', '', f"{a.get('dataset')}, first {int(evaluation['points'].iloc[0])} test points, preset `{a.get('preset')}`, "
+    lines += ['', '## Robust accuracy (%)', '', f"{a.get('dataset')}, test points {a.get('skip', 0)} to {a.get('skip', 0) + int(evaluation['points'].iloc[0])}, preset `{a.get('preset')}`, "
               f"radii `{a.get('radii')}` ({', '.join(a.get('threats', {}).values())}); 95% Wilson intervals.", '',
               to_markdown(format_accuracies(evaluation)), '']
     return '\n'.join(lines)
@@ -200,13 +206,26 @@ def _confirmation(models: dict[str, nn.Module], soup: nn.Module, held_out: Split
     return pd.DataFrame(rows).set_index('model')
 
 # %% ../nbs/07_own_models.ipynb #3b0b7762
-GRIDS = {'affine': lambda n: affine_grid(n), 'simplex': lambda n: simplex_grid(n, .1)}  # the paper's grid for Sec. 5 (affine), or convex soups only
+GRIDS = {'affine': lambda n, step: affine_grid(n, step=step),  # weights in [-0.4, 1.4] summing to 1: the paper's grid for Sec. 5
+         'simplex': lambda n, step: simplex_grid(n, step),  # convex soups only
+         'pair': lambda n, step: pair_grid(step) if n == 2 else _two_needed(n)}  # w·θ_1 + (1 − w)·θ_2, w in [0, 1] (Fig. 1)
+GRID_STEPS = {'affine': .2, 'simplex': .1, 'pair': .1}
+
+def _two_needed(n: int): raise ValueError(f'The pair grid mixes two checkpoints, got {n}: use simplex or affine.')
+
+def soup_grid(kind: str, # a key of `GRIDS`
+              n: int, # ingredients
+              step: float | None = None, # weight step (None: `GRID_STEPS`)
+             ) -> list[tuple[float, ...]]:
+    "The soup weights of a named grid; a clear error for an unknown name or a pair grid of more than two models."
+    if kind not in GRIDS: raise ValueError(f"Unknown grid {kind!r}; known: {', '.join(GRIDS)}.")
+    return GRIDS[kind](n, step or GRID_STEPS[kind])
 
 def select_and_write_soup(paths: Sequence[str | Path], # ingredient checkpoints (see `load_model`)
                           adaptation: Split, # labelled examples of the user's distribution
                           k: int, # how many of them the selection sees; the rest confirm the choice
                           out: str | Path, # the chosen soup's .safetensors file (model card beside it)
-                          grid: str = 'affine', # 'affine' (the paper's Sec. 5 grid) or 'simplex' (convex, step 0.1)
+                          grid: str = 'affine', # a key of `GRIDS`: 'affine' (the paper's Sec. 5 grid, step 0.2), 'simplex' (convex, step 0.1), 'pair'
                           seed: int = 0, # which k points are drawn
                           normalization = None, # for imported files without normalisation buffers
                           import_arguments: dict | None = None, # for imported files: architecture=, activation=, ...
@@ -214,12 +233,37 @@ def select_and_write_soup(paths: Sequence[str | Path], # ingredient checkpoints 
                           log: Callable[[str], None] | None = None,
                          ) -> pd.DataFrame:
     "Choose the soup most accurate on k labelled points, write it (lineage, model card) and confirm it on the other points against each ingredient (paired tests)."
-    if grid not in GRIDS: raise ValueError(f"Unknown grid {grid!r}; known: {', '.join(GRIDS)}.")
+    weights_grid = soup_grid(grid, len(paths))
     if not 1 <= k < len(adaptation): raise ValueError(f'k must be at least 1 and leave points to confirm on: 1 ≤ k < {len(adaptation)}, got {k}.')
     models = {Path(p).name: load_model(p, normalization, log, **(import_arguments or {})) for p in paths}
     _check_same_architecture(models)
     chosen_points, confirm_points = holdout_split(len(adaptation), selection=k, seed=seed)
-    ranked = select_soup(models, adaptation.subset(chosen_points), GRIDS[grid](len(models)), top_k=1, device=get_device(device), show_progress=False)
+    ranked = select_soup(models, adaptation.subset(chosen_points), weights_grid, top_k=1, device=get_device(device), show_progress=False)
     weights = [float(ranked.iloc[0][name]) for name in models]
     write_soup(paths, weights, out, normalization=normalization, import_arguments=import_arguments, log=log)
     return _confirmation(models, load_checkpoint(out)[0], adaptation.subset(confirm_points), weights, Path(out).name)
+
+# %% ../nbs/07_own_models.ipynb #4826abbf
+def soup_grid_search(paths: Sequence[str | Path], # ingredient checkpoints (see `load_model`)
+                     out_dir: str | Path, # where grid.csv, best-METRIC.safetensors and their model cards go
+                     grid: str = 'simplex', # a key of `GRIDS`
+                     step: float | None = None, # weight step (None: `GRID_STEPS`)
+                     dataset: str = 'cifar10', data_root: str | Path | None = None, # the evaluation data
+                     threats: Sequence[str] = ('linf', 'l2', 'l1'), preset: str = 'default', radii: str = 'paper',
+                     points: int = 500, # points the choice is made on; the next `points` confirm it
+                     normalization = None, import_arguments: dict | None = None, # for imported files
+                     device: str | None = None, show_progress: bool = False, log: Callable[[str], None] | None = None,
+                    ) -> pd.DataFrame:
+    "Every soup of a grid evaluated; the best per metric (clean, each threat, union) written with its model card, confirmed on other points. Returns the grid's table."
+    out_dir, weights_grid = Path(out_dir), soup_grid(grid, len(paths), step)
+    models = {Path(p).name: load_model(p, normalization, log, **(import_arguments or {})) for p in paths}
+    _check_same_architecture(models)
+    test_points(dataset, data_root, points, skip=points)  # the confirmation points exist, before any attack
+    table = evaluate_soup_grid(models, weights_grid, test_points(dataset, data_root, points), threats_for(dataset, threats, radii), preset=preset,
+                               path=out_dir / 'grid.csv', device=get_device(device), show_progress=show_progress)
+    evaluation = dict(dataset=dataset, data_root=data_root, threats=threats, preset=preset, radii=radii, points=points, skip=points, device=device)
+    for metric in ['clean', *threats, 'union']:
+        best = table.loc[table[metric].idxmax()]
+        write_soup(paths, [float(best[f'w:{n}']) for n in models], out_dir / f'best-{metric}.safetensors', normalization=normalization,
+                   import_arguments=import_arguments, evaluation=evaluation, log=log)
+    return table

@@ -56,6 +56,16 @@ def test_soup_writes_weights_lineage_and_model_card(checkpoints, tmp_path):
     assert isinstance(soup, torch.nn.Module) and soup(torch.rand(2, 1, 8, 8)).shape == (2, 10)
 
 
+def test_soup_grid_writes_the_best_soup_per_metric(checkpoints, tmp_path):
+    result = run_cli('soup', str(checkpoints / 'ours.safetensors'), str(checkpoints / 'peer.pt'), *IMPORT, '--grid', 'pair', '--grid-step', '0.5',
+                     '--out', 'grid', '--dataset', 'digits', '--threats', 'l2', '--points', '30', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert '3 soups evaluated' in result.stdout and 'best-union' in result.stdout
+    assert sorted(p.name for p in (tmp_path / 'grid').glob('best-*.md')) == ['best-clean.md', 'best-l2.md', 'best-union.md']
+    assert 'test points 30 to 60' in (tmp_path / 'grid' / 'best-l2.md').read_text()
+    assert len(pd.read_csv(tmp_path / 'grid' / 'grid.csv')) == 3
+
+
 @pytest.fixture(scope='module')
 def adaptation(tmp_path_factory):
     "120 labelled digits under a contrast shift, as a user would keep them: uint8, channels last, in an .npz file."
@@ -94,6 +104,11 @@ def test_select_chooses_on_k_and_confirms_on_the_rest(checkpoints, adaptation, t
     (['soup', '{ours}', '{peer}', *IMPORT, '--weights', 'a,b', '--out', 's.safetensors'], '--weights: comma-separated numbers'),
     (['soup', '{ours}', '{peer}', *IMPORT, '--weights', '.5,.5', '--out', 's.pt'], 'written as NAME.safetensors'),
     (['soup', '{ours}', '{peer}', *IMPORT, '--weights', '.5,.6', '--out', 's.safetensors'], 'must sum to 1'),
+    (['soup', '{ours}', '{peer}', *IMPORT, '--out', 's.safetensors'], '--weights: one weight per checkpoint'),
+    (['soup', '{ours}', '{peer}', *IMPORT, '--grid', 'simplex', '--out', 's'], '--grid: a grid is chosen from on data'),
+    (['soup', '{ours}', '{ours}', '{peer}', *IMPORT, '--grid', 'pair', '--out', 's', '--dataset', 'digits'], 'The pair grid mixes two checkpoints, got 3'),
+    (['soup', '{ours}', '{peer}', *IMPORT, '--grid', 'simplex', '--out', 's', '--dataset', 'digits', '--points', '300'], 'digits has 360 test points; points 300 to 600'),
+    (['evaluate', '{peer}', '--dataset', 'digits', '--points', '1000'], '--points: between 1 and the 360 test points of digits'),
 ])
 def test_bad_checkpoint_commands_fail_with_one_line(checkpoints, adaptation, tmp_path, args, message):
     args = [a.format(ours=checkpoints / 'ours.safetensors', peer=checkpoints / 'peer.pt', adaptation=adaptation) for a in args]
