@@ -5,6 +5,7 @@
 # %% ../nbs/03b_attacks.ipynb #cc6fcd38
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -21,11 +22,12 @@ from .models import predict
 from .threats import ThreatModel, in_threat, project, threat_models
 
 # %% auto #0
-__all__ = ['LOSSES', 'L1_EPS_SCHEDULE', 'Attack', 'EVALUATION_PRESETS', 'check_inputs', 'check_logits', 'prepare_inputs',
-           'first_output', 'ce_loss', 'dlr_loss', 'dlr_targeted_loss', 'kl_loss', 'Loss', 'checkpoint_periods',
-           'random_start', 'stage_iterations', 'APGDResult', 'apgd_run', 'apgd', 'reference_apgd',
+__all__ = ['LOSSES', 'L1_EPS_SCHEDULE', 'Attack', 'EVALUATION_PRESETS', 'PRECISIONS', 'check_inputs', 'check_logits',
+           'prepare_inputs', 'first_output', 'ce_loss', 'dlr_loss', 'dlr_targeted_loss', 'kl_loss', 'Loss',
+           'checkpoint_periods', 'random_start', 'stage_iterations', 'APGDResult', 'apgd_run', 'apgd', 'reference_apgd',
            'compare_with_reference', 'apgd_attack', 'attack_sequence', 'autoattack_standard', 'as_threat_dict',
-           'robustness_flags', 'summarize_flags', 'sanity_checks', 'evaluate_flags', 'evaluate_robustness']
+           'attack_precision', 'robustness_flags', 'summarize_flags', 'sanity_checks', 'evaluate_flags',
+           'evaluate_robustness']
 
 # %% ../nbs/03b_attacks.ipynb #46ee279a
 def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -68,14 +70,15 @@ def prepare_inputs(model: nn.Module, # the classifier the inputs are for
     return x, y
 
 class _FirstOutput(nn.Module):
-    "A model whose outputs are tuples or lists, returning their first element (the logits)."
+    "A model's logits as attacks need them: the first element of a tuple or list output, and float32 where autocast made them bfloat16/float16."
     def __init__(self, model: nn.Module): super().__init__(); self.model = model
     def forward(self, x):
         out = self.model(x)
-        return out[0] if isinstance(out, (tuple, list)) else out
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out  # losses and their history in float32
 
 def first_output(model: nn.Module) -> nn.Module:
-    "`model`, or a wrapper taking the first element when its output is a tuple or list (models that return `(logits, features)`)."
+    "`model` wrapped for attacks: the first element when its output is a tuple or list (models that return `(logits, features)`), reduced-precision logits as float32."
     return model if isinstance(model, _FirstOutput) else _FirstOutput(model)
 
 # %% ../nbs/03b_attacks.ipynb #cb22c330
@@ -114,9 +117,9 @@ LOSSES = {'ce': Loss(ce_loss), 'dlr': Loss(dlr_loss, 3), 'dlr-targeted': Loss(dl
           'kl': Loss(kl_loss, 2, 'clean')}
 
 # %% ../nbs/03b_attacks.ipynb #880e5975
-def checkpoint_periods(n_iter: int, norm: str) -> list[int]:
+def checkpoint_periods(n_iter: int, threat: str) -> list[int]:
     "Iterations between APGD's step-size checkpoints: 22% of the budget, then 3% shorter each time down to 6% (l_inf, l_2); every 4% (l_1)."
-    if norm == 'l1': return [max(int(.04 * n_iter), 1)] * n_iter
+    if threat == 'l1': return [max(int(.04 * n_iter), 1)] * n_iter
     period, periods = max(int(.22 * n_iter), 1), []
     while sum(periods) < n_iter:
         periods.append(period)
@@ -436,12 +439,12 @@ EVALUATION_PRESETS: dict[str, dict[str, Attack]] = {
     'strong': {'linf': _STRONG_TARGETED, 'l2': _STRONG_TARGETED,
                'l1': attack_sequence(apgd_attack(n_iter=100, n_restarts=5, loss='ce', eps_schedule=L1_EPS_SCHEDULE),  # AutoAttack's l_1: APGD-CE,
                                      apgd_attack(n_iter=100, n_restarts=9, n_target_classes=9, loss='dlr-targeted', eps_schedule=L1_EPS_SCHEDULE))},  # then APGD-T
-    'autoattack': {norm: autoattack_standard for norm in ('linf', 'l2', 'l1')},
+    'autoattack': {threat: autoattack_standard for threat in ('linf', 'l2', 'l1')},
 }
 
 # %% ../nbs/03b_attacks.ipynb #31ffdcff
 def as_threat_dict(threats) -> dict[str, ThreatModel]:
-    "Named threat models from a dataset name, a `ThreatModel`, a list of them, or a dict; names are the norms when unique."
+    "Named threat models from a dataset name, a `ThreatModel`, a list of them, or a dict; names are the threat names when unique."
     if isinstance(threats, str): return threat_models(threats)
     if isinstance(threats, ThreatModel): threats = [threats]
     items = list(threats.items()) if isinstance(threats, dict) else [(None, t) for t in threats]
@@ -451,6 +454,21 @@ def as_threat_dict(threats) -> dict[str, ThreatModel]:
     if not items: raise ValueError('No threat models given.')
     norms = [t.norm for _, t in items]
     return {name if name is not None else (t.norm if norms.count(t.norm) == 1 else str(t)): t for name, t in items}
+
+# %% ../nbs/03b_attacks.ipynb #279fd7db
+PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16}  # the attack's passes; None: as the model is
+
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS: raise ValueError(f"Unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}.")
+
+@contextlib.contextmanager
+def attack_precision(precision: str, # a key of `PRECISIONS`
+                     device: torch.device, # where the attack runs
+                    ):
+    "Autocast to `precision` for the passes inside (nothing for 'fp32')."
+    _check_precision(precision)
+    if PRECISIONS[precision] is None: yield; return
+    with torch.autocast(device.type, dtype=PRECISIONS[precision]): yield
 
 # %% ../nbs/03b_attacks.ipynb #12738e47
 @dataclass
@@ -463,11 +481,14 @@ class _Attacked:
     @property
     def robust(self): return self.todo & ~self.fooled & self.right  # fooled in either pass: not robust
 
-def _attack(model, x, y, threat: ThreatModel, preset: str, todo: torch.Tensor, seed: int) -> _Attacked:
-    x_adv, fooled = EVALUATION_PRESETS[preset][threat.norm](model, x, y, threat, mask=todo, seed=seed)
+def _attack(model, x, y, threat: ThreatModel, preset: str, todo: torch.Tensor, seed: int, precision: str = 'fp32') -> _Attacked:
+    with attack_precision(precision, x.device):
+        x_adv, fooled = EVALUATION_PRESETS[preset][threat.norm](model, x, y, threat, mask=todo, seed=seed)
+    x_adv = x_adv.to(x.dtype)
     outside = ~in_threat(x, x_adv, threat)
     if outside.any():
         raise AssertionError(f'{outside.sum().item()} adversarial examples lie outside {threat}: the attack is broken.')
+    if PRECISIONS[precision] is not None: fooled = torch.zeros_like(fooled)  # a reduced-precision verdict never counts: only the full-precision re-prediction
     return _Attacked(x_adv, fooled, predict(model, x_adv) == y, todo)
 
 def robustness_flags(model: nn.Module, # classifier returning logits, on the device of x
@@ -478,10 +499,12 @@ def robustness_flags(model: nn.Module, # classifier returning logits, on the dev
                      preset: str = 'default', # 'default', 'strong' or 'autoattack'
                      cascade: bool = False, # attack each threat model only on points robust to the previous ones (union only)
                      seed: int = 0, # seed of the attacks' random starts
+                     precision: str = 'fp32', # the attack's forward/backward passes: 'fp32', or 'bf16' (autocast; every example re-verified in full precision)
                     ) -> dict[str, torch.Tensor]:
     "Per point: correct on clean data ('clean'), robust in each threat model, and in their union ('union')."
     if preset not in EVALUATION_PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; expected one of {', '.join(EVALUATION_PRESETS)}.")
+    _check_precision(precision)
     threats = as_threat_dict(threats)
     x, y = prepare_inputs(model, x, y)
     model = first_output(model)
@@ -493,7 +516,7 @@ def robustness_flags(model: nn.Module, # classifier returning logits, on the dev
     for name, threat in threats.items():
         todo = union if cascade else flags['clean']
         if threat.norm == 'nominal' or not todo.any(): robust = todo.clone()
-        else: robust = _attack(model, x, y, threat, preset, todo, seed).robust
+        else: robust = _attack(model, x, y, threat, preset, todo, seed, precision).robust
         union &= robust
         if not cascade: flags[name] = robust
     flags['union'] = union
@@ -575,6 +598,7 @@ def evaluate_flags(model: nn.Module, # classifier returning logits
                    cascade: bool = False, # union only, each attack on points still robust (faster)
                    seed: int = 0, # seed of the random starts (mixed with the batch index)
                    show_progress: bool = True, # progress bar with running accuracies
+                   precision: str = 'fp32', # the attack's passes: 'fp32' or 'bf16' (re-verified in full precision; see `attack_precision`)
                   ) -> dict[str, torch.Tensor]:
     "Per point of `data` (on the CPU): clean, per-threat and union robustness flags; what paired tests compare."
     if preset not in EVALUATION_PRESETS:
@@ -587,7 +611,7 @@ def evaluate_flags(model: nn.Module, # classifier returning logits
     with progress(total=total, enabled=show_progress, desc=f'robustness ({preset})', unit='pt') as bar:
         for b, (x, y) in enumerate(batches):
             flags = robustness_flags(model, x.to(device), y.to(device), threats, preset=preset, cascade=cascade,
-                                     seed=seed * 7919 + b)
+                                     seed=seed * 7919 + b, precision=precision)
             for k, v in flags.items(): collected.setdefault(k, []).append(v.cpu())
             bar.update(len(y))
             bar.set_postfix({k: f'{100 * torch.cat(v).float().mean():.1f}' for k, v in collected.items()})
@@ -605,15 +629,16 @@ def evaluate_robustness(model: nn.Module, # classifier returning logits
                         seed: int = 0, # seed of the random starts (mixed with the batch index)
                         show_progress: bool = True, # progress bar with running accuracies
                         sanity: bool = False, # also run `sanity_checks` on the first batch (table.attrs['sanity'], warnings)
+                        precision: str = 'fp32', # the attack's passes: 'fp32' or 'bf16' (re-verified in full precision)
                        ) -> pd.DataFrame:
     "Clean, per-threat and union robust accuracy (%) of `model` on `data`, with n and 95% intervals, as a one-row table."
     _check_points_argument(data, threats)
     threats = as_threat_dict(threats)
     device = torch.device(device) if device is not None else model_device(model)
     flags = evaluate_flags(model, data, threats, preset=preset, batch_size=batch_size, device=device, cascade=cascade, seed=seed,
-                           show_progress=show_progress)
+                           show_progress=show_progress, precision=precision)
     table = summarize_flags(flags)
-    table.attrs.update(preset=preset, threats={n: str(t) for n, t in threats.items()}, cascade=cascade)
+    table.attrs.update(preset=preset, threats={n: str(t) for n, t in threats.items()}, cascade=cascade, precision=precision)
     if sanity:
         x, y = next(iter(_batches(data, batch_size)[1]))
         table.attrs['sanity'] = sanity_checks(model, x.to(device), y.to(device), threats, preset=preset, seed=seed)

@@ -16,7 +16,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
 
 from .data import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, DATASETS, get_dataset
-from .threats import NORMS
+from .threats import THREAT_NAMES
 
 # %% auto #0
 __all__ = ['Count', 'Real', 'Step', 'Epochs', 'ConfigError', 'EvalSettings', 'ImportSettings', 'ShiftSettings',
@@ -117,7 +117,7 @@ class ShiftSettings(_Section):
 
 # %% ../nbs/89_config.ipynb #cfg08
 def _threat(v: str, nominal: bool = False) -> str:
-    return _known(v, NORMS if nominal else tuple(n for n in NORMS if n != 'nominal'), 'threat model')
+    return _known(v, THREAT_NAMES if nominal else tuple(n for n in THREAT_NAMES if n != 'nominal'), 'threat model')
 
 class ExperimentConfig(_Section):
     "A whole experiment: what the YAML files and `--set` describe, validated before any stage runs."

@@ -105,6 +105,7 @@ def read_given_checkpoint(path: Path, config: dict) -> nn.Module:
     return load_model(path, tuple(normalization) if isinstance(normalization, list) else normalization,
                       architecture=imports.get('architecture'), **(imports.get('arguments') or {}))
 
+# %% ../nbs/90_executor.ipynb #51c350bf
 def _check_given_checkpoints(config: dict) -> None:
     "Every given checkpoint exists and reads (imported ones are loaded once here, so a wrong normalisation or architecture fails before any stage)."
     from robust_soups.lp_soups import ingredient_name
@@ -164,6 +165,7 @@ class Context:
             for path in sorted(self.folders[stage].glob('*/best.safetensors')): found[path.parent.name] = path
         return found
 
+# %% ../nbs/90_executor.ipynb #ea031401
 def load_data(config: dict) -> dict:
     "The configuration's data as `Split`s by name ('train', 'val', 'test'), from its dataset's loader in the registry."
     return get_dataset(config['dataset']).load(root=data_root(config), seed=config['seed'], points=config['eval']['points'],
@@ -196,6 +198,7 @@ def _imported(ctx: 'Context', stage: str, name: str, required: bool = True) -> b
     _store_given(ctx, source, stage, name, threat=name if stage == 'train' else None)
     return True
 
+# %% ../nbs/90_executor.ipynb #f2e60ac5
 def _epochs(epochs) -> dict:
     "The recipe fields the configuration overrides (`epochs` / `finetune_epochs`; null keeps the recipe's)."
     return {} if epochs is None else {'epochs': epochs}
@@ -208,7 +211,7 @@ def finetune_recipes(config: dict) -> dict:
     nominal = _epochs(c.get('nominal_finetune_epochs')) or epochs  # θ_base→nominal: its own override, else finetune_epochs, else the recipe's rule
     recipes = {ingredient_name(c['base'], q): finetune_recipe(c['finetune_recipe'], threats[c['base']], threats[q], **(nominal if q == 'nominal' else epochs))
                for q in c['targets']}
-    return recipes | {baseline_name(m, norms): get_recipe(c['finetune_recipe'], **epochs) for norms in c['baselines'] for m in ('max', 'sat')}
+    return recipes | {baseline_name(m, together): get_recipe(c['finetune_recipe'], **epochs) for together in c['baselines'] for m in ('max', 'sat')}
 
 # %% ../nbs/90_executor.ipynb #0d501865
 def _check_model_fits(model, data, config: dict) -> None:
@@ -237,6 +240,7 @@ def stage_train(ctx: Context) -> dict:
                    **ctx.training_options())
     return {'models': [c['base']], 'selected_epoch': result.best_epoch}
 
+# %% ../nbs/90_executor.ipynb #5e94ac0a
 def stage_finetune(ctx: Context) -> dict:
     "θ_base→q for every target q."
     from robust_soups.lp_soups import ingredient_name
@@ -250,6 +254,7 @@ def stage_finetune(ctx: Context) -> dict:
         finetune(parent, threats[q], ctx.train_data(), finetune_recipes(c)[name], out_dir=ctx.folders['finetune'] / name, **ctx.training_options())
     return {'models': names}
 
+# %% ../nbs/90_executor.ipynb #f8a8f862
 def stage_baselines(ctx: Context) -> dict:
     "The baselines: a nominal model trained independently (Table 1), and MAX and SAT for every set of threat models, fine-tuned from θ_base."
     from robust_soups.lp_soups import baseline_name
@@ -262,13 +267,13 @@ def stage_baselines(ctx: Context) -> dict:
         train(create_model(c['model'], **(c.get('model_kwargs') or {})), ctx.train_data(), threats['nominal'], get_recipe(c['recipe'], **_epochs(c['epochs'])),
               out_dir=ctx.folders['baselines'] / 'nominal', **ctx.training_options())
     if (ctx.folders['baselines'] / 'nominal').is_dir(): names.append('nominal')
-    for norms in c['baselines']:
+    for together in c['baselines']:
         for mode in ('max', 'sat'):
-            name = baseline_name(mode, norms)
+            name = baseline_name(mode, together)
             if _imported(ctx, 'baselines', name, required=False):
                 if (ctx.folders['baselines'] / name).is_dir(): names.append(name)
                 continue
-            finetune(parent, [threats[n] for n in norms], ctx.train_data(), finetune_recipes(c)[name], mode=mode,
+            finetune(parent, [threats[n] for n in together], ctx.train_data(), finetune_recipes(c)[name], mode=mode,
                      out_dir=ctx.folders['baselines'] / name, **ctx.training_options())
             names.append(name)
     return {'models': names}
@@ -360,6 +365,7 @@ CLAIMS_NOTE = ("McNemar's exact test at 5% on the points both models saw; the di
                "interval. 'holds': the test finds the claim, 'fails': it finds the opposite, 'tie': neither. The mixed soup is chosen on "
                "one half of the points and tested on the other (no winner's curse).")
 
+# %% ../nbs/90_executor.ipynb #7867761a
 def format_claims(claims: pd.DataFrame) -> pd.DataFrame:
     "Claims as printed: n, difference [interval], p-value, result."
     return pd.DataFrame({'points': claims['points'],
@@ -448,12 +454,13 @@ def run_pipeline(config: dict, # from `load_config`
         log(f'✓ {stage:<9} done in {records[stage]["seconds"]:.0f} s')
     return records
 
+# %% ../nbs/90_executor.ipynb #bb8db268
 def claims_table(out: str | Path) -> pd.DataFrame:
     "The paper's claims of the run as paired tests (see `format_claims`)."
     return format_claims(pd.read_csv(Path(out) / 'claims.csv', index_col=0))
 
 def summary_table(out: str | Path) -> pd.DataFrame:
-    "The final terminal summary: each model's clean, per-norm and union robust accuracy, and the soups' shift accuracy."
+    "The final terminal summary: each model's clean, per-threat and union robust accuracy, and the soups' shift accuracy."
     out = Path(out)
     models = pd.read_csv(out / 'models.csv', index_col=0).drop(columns='points')
     models = models.drop(columns=[c for c in models.columns if c.endswith(('_low', '_high'))])  # intervals: in report.md
@@ -482,6 +489,7 @@ def _shared_checkpoint_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument('--points', type=int, default=None, help="test points, the first N (default: 1000, or all of a smaller test set)")
     command.add_argument('--device', default=None, help="'cpu', 'cuda', ... (default: best available)")
 
+# %% ../nbs/90_executor.ipynb #068d0434
 def add_checkpoint_commands(commands) -> None:
     "The `evaluate` and `soup` commands, for checkpoints the user brings (see `own_models`)."
     evaluate = commands.add_parser('evaluate', help='clean, per-threat and union robust accuracy of checkpoints', description=
@@ -547,6 +555,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
           f"({', '.join(a['threats'].values())}); 95% intervals:\n\n{format_accuracies(table).to_string()}")
     return 0
 
+# %% ../nbs/90_executor.ipynb #756f1262
 def command_soup(args: argparse.Namespace) -> int:
     "`robust_soups soup`: the soup, its lineage and model card (evaluated with its ingredients when --dataset is given)."
     checked = _checked_checkpoint_arguments(args) | {'evaluation': _checked_evaluation(args)}
@@ -560,6 +569,7 @@ def command_soup(args: argparse.Namespace) -> int:
     print(f"Soup written: {out} (model card: {out.with_suffix('.md')})")
     return 0
 
+# %% ../nbs/90_executor.ipynb #62733265
 def _soup_grid(args: argparse.Namespace, checked: dict) -> int:
     "`robust_soups soup --grid`: every soup of the grid evaluated, the best per metric written and confirmed on other points."
     if args.weights is not None: raise ConfigError('--weights and --grid: give one (fixed weights, or a grid to search).')
@@ -577,6 +587,7 @@ def _soup_grid(args: argparse.Namespace, checked: dict) -> int:
           f"(optimistic: confirmed on points {points} to {2 * points} in each model card):\n\n{format_accuracies(best).to_string()}")
     return 0
 
+# %% ../nbs/90_executor.ipynb #6336cfef
 def command_select(args: argparse.Namespace) -> int:
     "`robust_soups select`: the soup chosen on k labelled examples, written, and confirmed on the others."
     checked = _checked_checkpoint_arguments(args)
@@ -615,6 +626,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_checkpoint_commands(commands)
     return parser.parse_args(argv)
 
+# %% ../nbs/90_executor.ipynb #fef2ad5f
 def _init_distributed() -> None:
     if 'RANK' in os.environ and not torch.distributed.is_initialized():
         backend = 'nccl' if torch.cuda.is_available() else 'gloo'

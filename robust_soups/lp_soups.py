@@ -27,7 +27,7 @@ from .soups import SoupEvaluator, as_models, make_soup, pair_grid, simplex_grid,
 from fastcore.meta import delegates
 
 # %% auto #0
-__all__ = ['NORM_SYMBOLS', 'CLAIM_RESULTS', 'ingredient_name', 'baseline_name', 'theta_label', 'train_ingredients',
+__all__ = ['THREAT_SYMBOLS', 'CLAIM_RESULTS', 'ingredient_name', 'baseline_name', 'theta_label', 'train_ingredients',
            'encode_flags', 'decode_flags', 'flags_of', 'evaluate_soup_grid', 'evaluate_models', 'front_pairs',
            'front_curve', 'two_model_fronts', 'plot_fronts', 'front_summary', 'three_model_soups', 'best_soup',
            'plot_ternary', 'extrapolation_curve', 'plot_extrapolation', 'split_halves', 'overall_claim',
@@ -35,32 +35,32 @@ __all__ = ['NORM_SYMBOLS', 'CLAIM_RESULTS', 'ingredient_name', 'baseline_name', 
            'ingredient_checks', 'warn_unlearned']
 
 # %% ../nbs/04_lp_soups.ipynb #19cc020d
-NORM_SYMBOLS = {'linf': '∞', 'l2': '2', 'l1': '1', 'nominal': 'nominal'}
+THREAT_SYMBOLS = {'linf': '∞', 'l2': '2', 'l1': '1', 'nominal': 'nominal'}
 
-def ingredient_name(base: str, # the norm the model was trained against: 'linf', 'l2', 'l1' (or 'nominal')
-                    target: str | None = None, # the norm it was fine-tuned to, if any
+def ingredient_name(base: str, # the threat model it was trained against: 'linf', 'l2', 'l1' (or 'nominal')
+                    target: str | None = None, # the threat model it was fine-tuned to, if any
                    ) -> str:
     "The name of θ_base (or of θ_base→target): 'linf', 'linf-l2', ..."
-    for norm in (base, target):
-        if norm is not None and norm not in NORM_SYMBOLS:
-            raise ValueError(f"Unknown norm {norm!r}; expected one of {', '.join(NORM_SYMBOLS)}.")
+    for threat in (base, target):
+        if threat is not None and threat not in THREAT_SYMBOLS:
+            raise ValueError(f"Unknown threat model {threat!r}; expected one of {', '.join(THREAT_SYMBOLS)}.")
     if target == base: raise ValueError(f'A model is not fine-tuned to its own threat model ({base}).')
     return base if target is None else f'{base}-{target}'
 
 def baseline_name(mode: str, # 'max' or 'sat'
-                  norms: Sequence[str], # the threat models trained against together; the first is the starting model
+                  threats: Sequence[str], # the threat models trained against together; the first is the starting model
                  ) -> str:
-    "The name of a multi-norm baseline: 'max-linf-l1', 'sat-linf-l2-l1', ..."
+    "The name of a multi-threat baseline: 'max-linf-l1', 'sat-linf-l2-l1', ..."
     if mode not in ('max', 'sat'): raise ValueError(f"Unknown baseline {mode!r}; expected 'max' or 'sat'.")
-    if len(norms) < 2: raise ValueError('A multi-norm baseline needs at least two threat models.')
-    return '-'.join([mode, *(ingredient_name(n) for n in norms)])
+    if len(threats) < 2: raise ValueError('A multi-threat baseline needs at least two threat models.')
+    return '-'.join([mode, *(ingredient_name(n) for n in threats)])
 
 def theta_label(name: str) -> str:
     "The paper's notation for a model name: 'linf-l2' → 'θ_∞→2', 'max-linf-l1' → 'MAX(∞,1)'."
     parts = name.split('-')
-    if parts[0] in ('max', 'sat'): return f"{parts[0].upper()}({','.join(NORM_SYMBOLS[p] for p in parts[1:])})"
-    if any(p not in NORM_SYMBOLS for p in parts) or len(parts) > 2: raise ValueError(f'Not a model name: {name!r}.')
-    return 'θ_' + '→'.join(NORM_SYMBOLS[p] for p in parts)
+    if parts[0] in ('max', 'sat'): return f"{parts[0].upper()}({','.join(THREAT_SYMBOLS[p] for p in parts[1:])})"
+    if any(p not in THREAT_SYMBOLS for p in parts) or len(parts) > 2: raise ValueError(f'Not a model name: {name!r}.')
+    return 'θ_' + '→'.join(THREAT_SYMBOLS[p] for p in parts)
 
 # %% ../nbs/04_lp_soups.ipynb #dd7dfc51
 def train_ingredients(architecture: str, # a registered architecture, see `create_model`
@@ -70,8 +70,8 @@ def train_ingredients(architecture: str, # a registered architecture, see `creat
                       *,
                       recipe: str | Recipe, # recipe of the base models, e.g. 'cifar10-subset'
                       finetune_recipe: str | Recipe, # recipe of the fine-tunes and baselines, e.g. 'cifar10-subset-finetune'
-                      bases: Sequence[str] = ('linf', 'l2', 'l1'), # norms to train base models for
-                      targets: Sequence[str] | None = None, # norms to fine-tune each base to (default: every threat in `threats`)
+                      bases: Sequence[str] = ('linf', 'l2', 'l1'), # threat models to train base models for
+                      targets: Sequence[str] | None = None, # threat models to fine-tune each base to (default: every threat in `threats`)
                       baselines: Sequence[Sequence[str]] = (), # norm sets for MAX and SAT, e.g. [('linf', 'l1')]
                       model_kwargs: dict | None = None, # passed to `create_model` (e.g. in_chans=1)
                       seed: int = 0, # seed of the initialisation, the data order and the attacks
@@ -82,8 +82,8 @@ def train_ingredients(architecture: str, # a registered architecture, see `creat
     "Train θ_p for every base, θ_p→q for every target and MAX/SAT for every baseline set; checkpoint paths by name. With `check`: OUT_DIR/checks.csv and a warning naming every ingredient that did not learn its threat."
     out_dir = Path(out_dir)
     targets = list(threats) if targets is None else list(targets)
-    for norm in [*bases, *targets, *itertools.chain(*baselines)]:
-        if norm not in threats: raise KeyError(f"No threat model {norm!r} given; known: {', '.join(threats)}.")
+    for threat in [*bases, *targets, *itertools.chain(*baselines)]:
+        if threat not in threats: raise KeyError(f"No threat model {threat!r} given; known: {', '.join(threats)}.")
     common = dict(val=data.get('val'), seed=seed, device=get_device(device), show_progress=show_progress)
     paths = {}
     for base in bases:
@@ -97,12 +97,12 @@ def train_ingredients(architecture: str, # a registered architecture, see `creat
             name = ingredient_name(base, target)
             finetune(paths[base], threats[target], data['train'], finetune_recipe, out_dir=out_dir / name, **common)
             paths[name] = out_dir / name / 'best.safetensors'
-    for norms in baselines:
-        start = paths.get(ingredient_name(norms[0]))
-        if start is None: raise ValueError(f'Baseline {norms} starts from θ_{norms[0]}, which is not among the bases {list(bases)}.')
+    for together in baselines:
+        start = paths.get(ingredient_name(together[0]))
+        if start is None: raise ValueError(f'Baseline {together} starts from θ_{together[0]}, which is not among the bases {list(bases)}.')
         for mode in ('max', 'sat'):
-            name = baseline_name(mode, norms)
-            finetune(start, [threats[n] for n in norms], data['train'], finetune_recipe, mode=mode, out_dir=out_dir / name, **common)
+            name = baseline_name(mode, together)
+            finetune(start, [threats[n] for n in together], data['train'], finetune_recipe, mode=mode, out_dir=out_dir / name, **common)
             paths[name] = out_dir / name / 'best.safetensors'
     if check is not None:
         singles = {n: p for n, p in paths.items() if not n.startswith(('max-', 'sat-'))}
@@ -130,6 +130,7 @@ def flags_of(row: pd.Series) -> dict[str, torch.Tensor]:
     "The per-point flags of one row of `evaluate_soup_grid(..., with_flags=True)`, by metric ('clean', 'linf', ..., 'union')."
     return {c.removeprefix('flags:'): decode_flags(v, row['points']) for c, v in row.items() if c.startswith('flags:')}
 
+# %% ../nbs/04_lp_soups.ipynb #7e4d2662
 def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models (or checkpoints) by name, one architecture
                        grid: Sequence[Sequence[float]], # soup weights, one per ingredient in the dict's order
                        data: Split | tuple[torch.Tensor, torch.Tensor], # evaluation points, x in [0, 1]
@@ -188,9 +189,9 @@ def evaluate_models(models: dict[str, nn.Module | str | Path], # models (or chec
     return pd.concat({n: r.drop(columns=[f'w:{n}', 'soup']) for n, r in rows.items()}).droplevel(1)
 
 # %% ../nbs/04_lp_soups.ipynb #674b1c00
-def front_pairs(norms: Sequence[str] = ('linf', 'l2', 'l1')) -> list[tuple[str, str]]:
-    "Every pair (p, q) of norms, in order: [('linf', 'l2'), ('linf', 'l1'), ('l2', 'l1')]."
-    return list(itertools.combinations(norms, 2))
+def front_pairs(threats: Sequence[str] = ('linf', 'l2', 'l1')) -> list[tuple[str, str]]:
+    "Every pair (p, q) of threat models, in order: [('linf', 'l2'), ('linf', 'l1'), ('l2', 'l1')]."
+    return list(itertools.combinations(threats, 2))
 
 def _pick(ingredients: dict, names: Sequence[str]) -> dict:
     missing = [n for n in names if n not in ingredients]
@@ -201,6 +202,7 @@ def _metric_columns(table: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
     "The columns of `table` about `metrics`: n, each accuracy with its interval, and the per-point flags when kept."
     return ['points'] + [c for m in metrics for c in (m, f'{m}_low', f'{m}_high', f'flags:{m}') if c in table.columns]
 
+# %% ../nbs/04_lp_soups.ipynb #1769581a
 @delegates(evaluate_soup_grid, but=['path', 'affine'])
 def front_curve(ingredients: dict[str, nn.Module | str | Path], # models by name ('linf', 'linf-l2', ...)
                 data, threats: dict[str, ThreatModel], # threat models by norm name
@@ -216,6 +218,7 @@ def front_curve(ingredients: dict[str, nn.Module | str | Path], # models by name
     return pd.concat([pd.DataFrame({'pair': f'{p}-{q}', 'p': p, 'q': q, 'start': start, 'w': table[f'w:{start}']}),
                       table[_metric_columns(table, ['clean', p, q])]], axis=1)
 
+# %% ../nbs/04_lp_soups.ipynb #7739772a
 @delegates(front_curve, but=['step', 'cache_dir'])
 def two_model_fronts(ingredients: dict[str, nn.Module | str | Path], # models by name ('linf', 'linf-l2', ...)
                      data, threats: dict[str, ThreatModel], # threat models by norm name
@@ -263,7 +266,7 @@ def plot_fronts(fronts: pd.DataFrame, # from `two_model_fronts` (or its saved CS
                     color = 'k' if mode == 'max' else 'tab:red'
                     ax.scatter(baselines.loc[name, p], baselines.loc[name, q], marker=marker, s=90, zorder=3, color=color, label=theta_label(name))
                     _error_bars(ax, baselines.loc[[name]], p, q, color=color, alpha=.6)
-        ax.set(xlabel=f'ℓ_{NORM_SYMBOLS[p]} robust accuracy (%)', ylabel=f'ℓ_{NORM_SYMBOLS[q]} robust accuracy (%)')
+        ax.set(xlabel=f'ℓ_{THREAT_SYMBOLS[p]} robust accuracy (%)', ylabel=f'ℓ_{THREAT_SYMBOLS[q]} robust accuracy (%)')
         ax.legend(fontsize=6.5); ax.grid(alpha=.3)
     if title: fig.suptitle(title)
     fig.tight_layout()
@@ -282,7 +285,7 @@ def front_summary(fronts: pd.DataFrame) -> pd.DataFrame:
         ends_worst = max(min(at(w)[p], at(w)[q]) for w in (0., 1.))
         rows.append({'curve': f'w·{theta_label(start)} + (1−w)·{theta_label(ingredient_name(start, end))}',
                      'w=1: ℓ_p / ℓ_q': f'{at(1.)[p]:.1f} / {at(1.)[q]:.1f}', 'w=0: ℓ_p / ℓ_q': f'{at(0.)[p]:.1f} / {at(0.)[q]:.1f}',
-                     'best w': best['w'], 'best: ℓ_p / ℓ_q': f'{best[p]:.1f} / {best[q]:.1f}', 'pair (p, q)': f'({NORM_SYMBOLS[p]}, {NORM_SYMBOLS[q]})',
+                     'best w': best['w'], 'best: ℓ_p / ℓ_q': f'{best[p]:.1f} / {best[q]:.1f}', 'pair (p, q)': f'({THREAT_SYMBOLS[p]}, {THREAT_SYMBOLS[q]})',
                      'inside beats both ends': bool(0 < best['w'] < 1 and min(best[p], best[q]) > ends_worst)})
     return pd.DataFrame(rows).set_index('curve')
 
@@ -329,7 +332,7 @@ def plot_ternary(table: pd.DataFrame, # from `three_model_soups` (or its saved C
         ax.scatter(t[best], l[best], r[best], marker='*', s=140, color='tab:red', zorder=3)
         for axis, set_label, column in ((ax.taxis, ax.set_tlabel, weights[0]), (ax.laxis, ax.set_llabel, weights[1]), (ax.raxis, ax.set_rlabel, weights[2])):
             set_label(theta_label(column[2:]), fontsize=9); axis.set_label_position('corner'); axis.set_tick_params(labelsize=5)
-        name = metric if metric in ('clean', 'union') else 'ℓ_' + NORM_SYMBOLS.get(metric, metric)
+        name = metric if metric in ('clean', 'union') else 'ℓ_' + THREAT_SYMBOLS.get(metric, metric)
         interval = (f"\n[{table[f'{metric}_low'].iloc[best]:.1f}, {table[f'{metric}_high'].iloc[best]:.1f}], n = {int(table['points'].iloc[best])}"
                     if f'{metric}_low' in table.columns else '')
         ax.set_title(f'{name} (best {values.max():.1f}%{interval})', fontsize=9, pad=42)
@@ -366,7 +369,7 @@ def plot_extrapolation(curve: pd.DataFrame, title: str = '') -> plt.Figure:
     if len(at_one): ax.scatter(1., at_one[base].iloc[0], s=80, color='tab:red', zorder=3, label=theta_label(base))
     best = curve.loc[curve[base].idxmax()]
     ax.scatter(best['w'], best[base], marker='*', s=150, color='k', zorder=4, label=f"best: w = {best['w']:g}")
-    ax.set(xlabel='w', ylabel=f'ℓ_{NORM_SYMBOLS[base]} robust accuracy (%)', title=title)
+    ax.set(xlabel='w', ylabel=f'ℓ_{THREAT_SYMBOLS[base]} robust accuracy (%)', title=title)
     ax.legend(fontsize=7); ax.grid(alpha=.3)
     fig.tight_layout()
     return fig
@@ -385,6 +388,7 @@ def overall_claim(results: Sequence[str]) -> str:
     "'holds' when every paired test holds, 'fails' when one fails, else 'inconclusive'."
     return 'holds' if all(r == 'holds' for r in results) else ('fails' if 'fails' in results else 'inconclusive')
 
+# %% ../nbs/04_lp_soups.ipynb #4b6908c8
 def mixed_soup_test(table: pd.DataFrame, # `evaluate_soup_grid(..., with_flags=True)` of a grid that holds each ingredient alone
                     metric: str, # 'union', 'linf', 'clean', ...
                     *, seed: int = 0, # seed of the halves
@@ -408,33 +412,35 @@ def mixed_soup_test(table: pd.DataFrame, # `evaluate_soup_grid(..., with_flags=T
                       'difference': t['difference'], 'low': t['low'], 'high': t['high'], 'p_value': t['p_value'], 'result': CLAIM_RESULTS[t['verdict']]}
     return pd.DataFrame.from_dict(rows, orient='index')
 
+# %% ../nbs/04_lp_soups.ipynb #eb6dc52b
 def inner_soup_claim(ingredients: dict[str, nn.Module | str | Path], # models by name ('linf', 'linf-l2', ...)
                      data, threats: dict[str, ThreatModel], # points (x, y) and threat models by norm name
                      start: str, end: str, # the curve w·θ_start + (1−w)·θ_start→end
-                     norm: str, # the norm in which an inner soup should beat both ends
+                     threat: str, # the threat model in which an inner soup should beat both ends
                      *, step: float = .1, seed: int = 0, preset: str = 'default',
                      device: str | torch.device | None = None, # default: the best available
                      cache_dir: str | Path | None = None, show_progress: bool = False) -> dict:
-    "Fig. 1's claim on one curve and norm: the inner soup most robust in `norm` on one half of the points, tested against both ends on the other half (`mixed_soup_test`)."
+    "Fig. 1's claim on one curve and threat model: the inner soup most robust in `threat` on one half of the points, tested against both ends on the other half (`mixed_soup_test`)."
     names = [ingredient_name(start), ingredient_name(start, end)]
     path = None if cache_dir is None else Path(cache_dir) / f'curve-{start}-{end}.csv'
     table = evaluate_soup_grid(_pick(ingredients, names), pair_grid(step), data, {n: threats[n] for n in (start, end)}, path=path, preset=preset,
                                seed=seed, device=device, with_flags=True, show_progress=show_progress)
-    tests = mixed_soup_test(table, norm, seed=seed).rename(index=dict(zip(names, ('w=1', 'w=0'))))
+    tests = mixed_soup_test(table, threat, seed=seed).rename(index=dict(zip(names, ('w=1', 'w=0'))))
     first = tests.iloc[0]
-    return {'curve': f'w·{theta_label(start)} + (1−w)·{theta_label(names[1])}', 'norm': norm,
+    return {'curve': f'w·{theta_label(start)} + (1−w)·{theta_label(names[1])}', 'threat': threat,
             'w': float(table.loc[table['soup'] == first['soup'], f'w:{names[0]}'].iloc[0]), 'choose points': first['choose points'],
             'chosen on': first['chosen on'], 'confirm points': first['points'], 'soup': first['soup acc'],
             **{e: tests.loc[e, 'ingredient acc'] for e in ('w=1', 'w=0')}, **{f'soup − {e}': tests.loc[e, 'difference'] for e in ('w=1', 'w=0')},
             **{f'p vs {e}': tests.loc[e, 'p_value'] for e in ('w=1', 'w=0')}, 'claim': overall_claim(tests['result'].tolist())}
 
+# %% ../nbs/04_lp_soups.ipynb #c5dd81de
 @delegates(inner_soup_claim)
 def inner_soup_claims(ingredients, data, threats, pairs=None, **kwargs) -> pd.DataFrame:
-    "`inner_soup_claim` for both curves of every pair and both norms of the pair: the paper's Fig. 1 statement, tested."
+    "`inner_soup_claim` for both curves of every pair and both threat models of the pair: the paper's Fig. 1 statement, tested."
     pairs = front_pairs([n for n in threats if n != 'nominal']) if pairs is None else pairs
-    rows = [inner_soup_claim(ingredients, data, threats, start, q if start == p else p, norm, **kwargs)
-            for p, q in pairs for start in (p, q) for norm in (p, q)]
-    return pd.DataFrame(rows).set_index(['curve', 'norm'])
+    rows = [inner_soup_claim(ingredients, data, threats, start, q if start == p else p, threat, **kwargs)
+            for p, q in pairs for start in (p, q) for threat in (p, q)]
+    return pd.DataFrame(rows).set_index(['curve', 'threat'])
 
 def mixed_soup_claims(table: pd.DataFrame, metric: str = 'union', *, seed: int = 0) -> pd.DataFrame:
     "`mixed_soup_test` as rows of claims ('SOUP > INGREDIENT in METRIC'), in the format of `finetune_claims`."
@@ -442,6 +448,7 @@ def mixed_soup_claims(table: pd.DataFrame, metric: str = 'union', *, seed: int =
     index = [f"{r.soup} > {theta_label(name)} in {metric} (chosen on other points)" for name, r in tests.iterrows()]
     return tests[['points', 'difference', 'low', 'high', 'p_value', 'result']].set_axis(index).rename_axis('claim')
 
+# %% ../nbs/04_lp_soups.ipynb #cc5c2810
 def _paired_row(models: pd.DataFrame, a: str, b: str, metric: str) -> dict:
     t = paired_comparison(flags_of(models.loc[a])[metric], flags_of(models.loc[b])[metric])
     return {'check': f'{theta_label(a)} > {theta_label(b)} in {metric}', 'points': t['points'], 'difference': t['difference'],

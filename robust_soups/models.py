@@ -25,14 +25,15 @@ from .core import atomic_write_bytes, eval_mode, progress, seed_everything
 
 # %% auto #0
 __all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'MODEL_REGISTRY', 'ACTIVATIONS', 'RESNET_BLOCKS',
-           'SAFE_GLOBALS', 'WEIGHT_KEYS', 'WRAPPER_PREFIXES', 'NORMALIZATION_KEYS', 'NORMALIZATIONS', 'RECOGNISERS',
-           'Normalize', 'register_model', 'create_model', 'small_cnn', 'ResidualBlock', 'small_resnet', 'PreActBlock',
-           'PreActStage', 'WideResNet', 'wide_resnet_28_10', 'PreActResNet', 'preact_resnet18', 'TimmClassifier',
-           'resnet50', 'vit_b16', 'Standardized', 'robustbench_module', 'wide_resnet', 'dm_wide_resnet',
-           'dm_preact_resnet', 'robustbench_resnet', 'robustbench_preact_resnet18', 'ShortcutPreActBlock',
-           'RobustFinetuningPreActResNet18', 'robust_finetuning_preact_resnet18', 'fit_nominal', 'predict',
-           'save_checkpoint', 'read_checkpoint_metadata', 'load_checkpoint', 'import_state_dict', 'split_normalization',
-           'resolve_normalization', 'align_keys', 'recogniser', 'infer_architecture', 'import_model']
+           'RENAMED_ARGUMENTS', 'SAFE_GLOBALS', 'WEIGHT_KEYS', 'WRAPPER_PREFIXES', 'NORMALIZATION_KEYS',
+           'NORMALIZATIONS', 'RECOGNISERS', 'Normalize', 'register_model', 'create_model', 'small_cnn', 'ResidualBlock',
+           'small_resnet', 'PreActBlock', 'PreActStage', 'WideResNet', 'wide_resnet_28_10', 'PreActResNet',
+           'preact_resnet18', 'TimmClassifier', 'resnet50', 'vit_b16', 'Standardized', 'robustbench_module',
+           'wide_resnet', 'dm_wide_resnet', 'dm_preact_resnet', 'robustbench_resnet', 'robustbench_preact_resnet18',
+           'ShortcutPreActBlock', 'RobustFinetuningPreActResNet18', 'robust_finetuning_preact_resnet18', 'fit_nominal',
+           'predict', 'save_checkpoint', 'read_checkpoint_metadata', 'renamed_arguments', 'load_checkpoint',
+           'import_state_dict', 'split_normalization', 'resolve_normalization', 'align_keys', 'recogniser',
+           'infer_architecture', 'import_model']
 
 # %% ../nbs/00b_models.ipynb #73c8600a
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
@@ -67,10 +68,10 @@ def create_model(name: str, # a registered architecture, see `MODEL_REGISTRY`
     return model
 
 # %% ../nbs/00b_models.ipynb #bf133c8b
-def _conv_bn_relu(cin: int, cout: int, stride: int = 1, norm: str = 'batch') -> list[nn.Module]:
+def _conv_bn_relu(cin: int, cout: int, stride: int = 1, norm_layer: str = 'batch') -> list[nn.Module]:
     "Conv 3×3, then BatchNorm (or GroupNorm with 8 groups: per-example statistics), then ReLU."
-    if norm not in ('batch', 'group'): raise ValueError(f"norm must be 'batch' or 'group', got {norm!r}.")
-    layer = nn.BatchNorm2d(cout) if norm == 'batch' else nn.GroupNorm(min(8, cout), cout)
+    if norm_layer not in ('batch', 'group'): raise ValueError(f"norm_layer must be 'batch' or 'group', got {norm_layer!r}.")
+    layer = nn.BatchNorm2d(cout) if norm_layer == 'batch' else nn.GroupNorm(min(8, cout), cout)
     return [nn.Conv2d(cin, cout, 3, stride, padding=1, bias=False), layer, nn.ReLU()]
 
 @register_model
@@ -79,13 +80,13 @@ def small_cnn(num_classes: int = 10, # output logits
               width: int = 32, # channels of the first convolution (the others have twice as many)
               mean: tuple[float, ...] | None = None, # per-channel mean for normalisation (default 0.5)
               std: tuple[float, ...] | None = None, # per-channel std for normalisation (default 0.25)
-              norm: str = 'batch', # 'batch' or 'group' (GroupNorm keeps DDP shares independent of each other)
+              norm_layer: str = 'batch', # normalisation layer (timm's name): 'batch' or 'group' (GroupNorm keeps DDP shares independent of each other)
              ) -> nn.Sequential:
     "Two conv-norm-ReLU stages, global pooling and a linear head: trains in seconds on digits."
     return nn.Sequential(
         Normalize(mean or (.5,) * in_chans, std or (.25,) * in_chans),
-        *_conv_bn_relu(in_chans, width, norm=norm), nn.MaxPool2d(2), *_conv_bn_relu(width, 2 * width, norm=norm),
-        *_conv_bn_relu(2 * width, 2 * width, norm=norm), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes))
+        *_conv_bn_relu(in_chans, width, norm_layer=norm_layer), nn.MaxPool2d(2), *_conv_bn_relu(width, 2 * width, norm_layer=norm_layer),
+        *_conv_bn_relu(2 * width, 2 * width, norm_layer=norm_layer), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes))
 
 # %% ../nbs/00b_models.ipynb #2dcdc2fb
 class ResidualBlock(nn.Module):
@@ -246,6 +247,7 @@ def dm_wide_resnet(depth: int = 28, # 6n + 4 layers
     module = robustbench_module('dm_wide_resnet')
     return module.DMWideResNet(num_classes, depth, width, _dm_activation(module, activation), **_mean_std(mean, std))
 
+# %% ../nbs/00b_models.ipynb #e780578b
 @register_model
 def dm_preact_resnet(depth: int = 18, # 18 or 34
                      activation: str = 'swish', # 'swish' or 'relu'
@@ -304,6 +306,7 @@ class ShortcutPreActBlock(nn.Module):
         shortcut = self.shortcut(out) if hasattr(self, 'shortcut') else x
         return self.conv2(self.act(self.bn2(self.conv1(out)))) + shortcut
 
+# %% ../nbs/00b_models.ipynb #42c1acc0
 class RobustFinetuningPreActResNet18(nn.Module):
     "The PreAct ResNet-18 of robust-finetuning (Croce & Hein 2022, the paper's [6]): its key names, block activation, and a final BN-ReLU."
     def __init__(self, num_classes: int = 10, activation: str = 'softplus1'):
@@ -318,6 +321,7 @@ class RobustFinetuningPreActResNet18(nn.Module):
         out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
         return self.linear(F.avg_pool2d(F.relu(self.bn(out)), 4).flatten(1))
 
+# %% ../nbs/00b_models.ipynb #854355ab
 @register_model
 def robust_finetuning_preact_resnet18(num_classes: int = 10, # output logits
                                       activation: str = 'softplus1', # 'softplus1' (the repository's default and released models) or 'relu'
@@ -375,6 +379,14 @@ def read_checkpoint_metadata(path: str | Path) -> dict:
     if 'robust_soups' not in header: raise ValueError(f'{path} is a safetensors file but not a robust_soups checkpoint (no metadata record).')
     return json.loads(header['robust_soups'])
 
+RENAMED_ARGUMENTS = {'small_cnn': {'norm': 'norm_layer'}}  # architecture -> {old argument: new}: checkpoints written before a rename still load
+
+# %% ../nbs/00b_models.ipynb #33a9ad69
+def renamed_arguments(architecture: dict) -> dict:
+    "A checkpoint's architecture record with arguments renamed since it was written (`RENAMED_ARGUMENTS`)."
+    renames = RENAMED_ARGUMENTS.get(architecture.get('name'), {})
+    return {renames.get(k, k): v for k, v in architecture.items()}
+
 def load_checkpoint(path: str | Path, # a file written by `save_checkpoint`
                     device: str | torch.device = 'cpu', # where to put the model
                    ) -> tuple[nn.Module, dict]:
@@ -382,7 +394,7 @@ def load_checkpoint(path: str | Path, # a file written by `save_checkpoint`
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f'No checkpoint at {path}.')
     metadata = read_checkpoint_metadata(path)
-    architecture = dict(metadata['architecture'])
+    architecture = renamed_arguments(metadata['architecture'])
     model = create_model(architecture.pop('name'), **architecture)
     model.load_state_dict(load_safetensors_bytes(path.read_bytes()), strict=True)
     return model.to(device).eval(), metadata
@@ -403,6 +415,7 @@ def _load_plain(path: Path) -> object:
         raise ValueError(f'Refused to load {path}: it needs pickled code to be read ({detail}); only tensors, plain containers, '
                          f'numbers, numpy scalars and argparse.Namespace are read. Re-save it with torch.save(model.state_dict()).') from None
 
+# %% ../nbs/00b_models.ipynb #2fd21714
 def _is_state_dict(obj) -> bool: return isinstance(obj, dict) and bool(obj) and all(torch.is_tensor(v) for v in obj.values())
 
 def _pick_weights(obj, path: Path, key: str | None, log) -> dict[str, torch.Tensor]:
@@ -418,6 +431,7 @@ def _pick_weights(obj, path: Path, key: str | None, log) -> dict[str, torch.Tens
     if not _is_state_dict(obj): raise ValueError(f'{path} holds no state dict (a mapping from names to tensors); its entries: {_entries(obj)}.')
     return dict(obj)
 
+# %% ../nbs/00b_models.ipynb #427ed12a
 def _entries(obj) -> str: return ', '.join(map(repr, list(obj)[:8])) if isinstance(obj, dict) else type(obj).__name__
 
 def import_state_dict(path: str | Path, # a .pt / .pth file holding a state dict, possibly nested (see `WEIGHT_KEYS`)
@@ -446,6 +460,7 @@ def split_normalization(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch
             return rest, (constants(state[mean_key]), constants(state[std_key]))
     return state, None
 
+# %% ../nbs/00b_models.ipynb #29976ca5
 def resolve_normalization(found: tuple | None, # (mean, std) read from the checkpoint, if it holds them
                           normalization, # what the user says: a name of `NORMALIZATIONS`, or (mean, std); None: unknown
                           source: str = 'the checkpoint', # named in errors
@@ -461,6 +476,7 @@ def resolve_normalization(found: tuple | None, # (mean, std) read from the check
         raise ValueError(f'{source} normalises with mean {found[0]}, std {found[1]}, but normalization={normalization} was given.')
     return found if found is not None else normalization
 
+# %% ../nbs/00b_models.ipynb #e3bd91f6
 def _same_constants(a: tuple, b: tuple) -> bool:
     "Whether two (mean, std) pairs are the same constants (None: no normalisation)."
     floats = lambda v: None if v is None else [float(x) for x in v]
@@ -502,6 +518,7 @@ def _wide_resnet_arguments(state):
     return {'depth': 6 * _blocks(state, 'block1.layer.') + 4, 'widen_factor': state['block1.layer.0.conv1.weight'].shape[0] // 16,
             'num_classes': state['fc.weight'].shape[0]}
 
+# %% ../nbs/00b_models.ipynb #fc010e71
 @recogniser('dm_wide_resnet')
 def _dm_wide_resnet_arguments(state):
     if not {'init_conv.weight', 'layer.0.block.0.conv_0.weight', 'logits.weight'} <= set(state): return None
@@ -518,6 +535,7 @@ def _preact_resnet18_arguments(state):
     if not {'conv1.weight', 'stages.0.layer.0.conv1.weight', 'fc.weight'} <= set(state): return None
     return {'num_classes': state['fc.weight'].shape[0]}
 
+# %% ../nbs/00b_models.ipynb #a5420935
 @recogniser('robustbench_resnet')
 def _robustbench_resnet_arguments(state):
     if not {'conv1.weight', 'bn1.weight', 'layer1.0.conv1.weight', 'linear.weight'} <= set(state): return None
@@ -534,6 +552,7 @@ def _robust_finetuning_preact_resnet18_arguments(state):  # also RobustBench's P
     if not {'conv1.weight', 'layer1.0.bn1.weight', 'bn.weight', 'linear.weight'} <= set(state): return None
     return {'activation': None, 'num_classes': state['linear.weight'].shape[0]}
 
+# %% ../nbs/00b_models.ipynb #110249c9
 @recogniser('resnet50')
 def _resnet50_arguments(state):  # timm's and torchvision's ResNet-50 (RobustBench's ImageNet entries): same key names
     if not {'conv1.weight', 'bn1.weight', 'layer1.0.conv3.weight', 'layer4.2.conv3.weight', 'fc.weight'} <= set(state) or 'layer4.3.conv1.weight' in state: return None
@@ -553,6 +572,7 @@ def infer_architecture(state: dict[str, torch.Tensor], # imported weights (norma
             if (arguments := read(candidate)) is not None: return name, arguments
     return None
 
+# %% ../nbs/00b_models.ipynb #792dde13
 def _suggestion(state: dict) -> str:
     if (found := infer_architecture(state)) is None:
         return f" No registered architecture recognises these keys (first: {_few(sorted(state))}); register one with `register_model` and `recogniser`."

@@ -75,6 +75,7 @@ def test_points(dataset: str, # a registered dataset
     if end > len(test): raise ValueError(f'{dataset} has {len(test)} test points; points {skip} to {end} were asked for.')
     return test.subset(torch.arange(skip, end))
 
+# %% ../nbs/07_own_models.ipynb #a2c4e50d
 def evaluate_checkpoints(paths: Sequence[str | Path], # checkpoints (see `load_model`)
                          dataset: str = 'cifar10', # a registered dataset
                          data_root: str | Path | None = None, # where it lies
@@ -221,6 +222,7 @@ def soup_grid(kind: str, # a key of `GRIDS`
     if kind not in GRIDS: raise ValueError(f"Unknown grid {kind!r}; known: {', '.join(GRIDS)}.")
     return GRIDS[kind](n, step or GRID_STEPS[kind])
 
+# %% ../nbs/07_own_models.ipynb #15c00aae
 def select_and_write_soup(paths: Sequence[str | Path], # ingredient checkpoints (see `load_model`)
                           adaptation: Split, # labelled examples of the user's distribution
                           k: int, # how many of them the selection sees; the rest confirm the choice

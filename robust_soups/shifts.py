@@ -240,6 +240,7 @@ def holdout_split(n: int | dict[str, int], # points per shift (the same clean im
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[held_out:].sort().values, order[:held_out].sort().values
 
+# %% ../nbs/05_shift_soups.ipynb #42ca253a
 def _datasets(predictions: ShiftPredictions, datasets: dict[str, Sequence[str]] | None) -> dict[str, list[str]]:
     "Datasets by name, each a list of shifts selected together; by default every shift is a dataset of its own."
     if datasets is None: return {s: [s] for s in predictions.shifts}
@@ -262,6 +263,7 @@ def dataset_specific_soups(predictions: ShiftPredictions, pool: torch.Tensor, he
                          'top': [int(i) for i in top]})
     return pd.DataFrame(rows).set_index('shift').loc[list(predictions.shifts)]
 
+# %% ../nbs/05_shift_soups.ipynb #56e213c3
 def single_soup(predictions: ShiftPredictions, pool: torch.Tensor, shifts: Sequence[str] | None = None,
                 datasets: dict[str, Sequence[str]] | None = None, # dataset -> its shifts: each dataset weighs one in the mean (the paper's ImageNet-C)
                ) -> int:
@@ -333,6 +335,7 @@ def shift_table(predictions: ShiftPredictions, pool: torch.Tensor, held: torch.T
 
 SELECTED_SOUPS = {'single-soup': 'single soup', 'dataset-specific-soups': 'dataset-specific soups'}  # row id -> label
 
+# %% ../nbs/05_shift_soups.ipynb #a9c6e0f3
 def ensemble_id(members: Sequence[str]) -> str:
     "The row id of an output ensemble: 'ensemble:nominal+linf' (one member: that model's own name)."
     return members[0] if len(members) == 1 else 'ensemble:' + '+'.join(members)
@@ -349,6 +352,7 @@ def table_labels(table: pd.DataFrame) -> pd.DataFrame:
     if 'forward_passes' in out.columns: out = out.assign(forward_passes=[f'×{int(n)}' for n in out['forward_passes']]).rename(columns={'forward_passes': '# forward passes'})
     return out
 
+# %% ../nbs/05_shift_soups.ipynb #beee272a
 def to_markdown(table: pd.DataFrame, digits: int = 1) -> str:
     "A table as GitHub markdown, numbers rounded, each 'C' shown as 'C ± C_se' when the table has a standard error column (no extra dependency)."
     errors = [c for c in table.columns if f'{c}_se' in table.columns]
@@ -377,6 +381,7 @@ def data_efficiency(predictions: ShiftPredictions, pool: torch.Tensor, held: tor
             rows += [{'shift': shift, 'k': k, 'trial': t, 'soup': int(c), 'held_out': held_accuracy[c].item()} for t, c in enumerate(chosen)]
     return pd.DataFrame(rows)
 
+# %% ../nbs/05_shift_soups.ipynb #b38e39b2
 def efficiency_table(curves: pd.DataFrame, # from `data_efficiency`, with a 'group' column
                     ) -> pd.DataFrame:
     "Per group and k: trials, held-out accuracy of the selected soup (mean over the group's shifts, then over trials), its std over trials and the standard error of the mean."
@@ -423,6 +428,7 @@ def plot_composition(weights: pd.DataFrame, shifts: Sequence[str], title: str = 
     fig.tight_layout()
     return fig
 
+# %% ../nbs/05_shift_soups.ipynb #8b14b078
 def plot_composition_grid(weights: pd.DataFrame, corruptions: Sequence[str], severities: Sequence[int],
                           name_of=lambda c, s: f'{c}-{s}', title: str = '') -> plt.Figure:
     "Fig. 9/11: per ingredient, a corruption × severity heat map of its mean weight in the top soups."

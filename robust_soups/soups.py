@@ -18,7 +18,7 @@ from .core import eval_mode, model_device, progress, rank_and_world
 # %% auto #0
 __all__ = ['state_of', 'check_ingredients', 'check_weights', 'is_variance', 'valid_statistic', 'mix_states', 'make_soup',
            'as_models', 'affine_grid', 'simplex_grid', 'pair_grid', 'SoupEvaluator', 'predict_soups',
-           'predict_soups_sharded', 'recalibrate_batchnorm']
+           'predict_soups_sharded', 'mixed_parameters', 'predict_soups_batched', 'recalibrate_batchnorm']
 
 # %% ../nbs/03d_soups.ipynb #45676b25
 def state_of(ingredient: nn.Module | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -166,6 +166,34 @@ def predict_soups_sharded(evaluator: SoupEvaluator, grid: Sequence[Sequence[floa
     for indices, logits in parts:
         if indices: out[indices] = logits
     return out.to(local.device)
+
+# %% ../nbs/03d_soups.ipynb #345a0bda
+def mixed_parameters(evaluator: SoupEvaluator, # ingredients (stacked once)
+                     grid: Sequence[Sequence[float]], # soup weights, one row per soup
+                     affine: bool = True, # require each row to sum to 1
+                    ) -> dict[str, torch.Tensor]:
+    "The floating parameters and buffers of every soup of `grid`, stacked on a first axis (one matrix product per tensor)."
+    w = torch.stack([check_weights(weights, evaluator.n, affine) for weights in grid])
+    return {key: valid_statistic(key, w.to(stacked.device, stacked.dtype) @ stacked).view(len(grid), *evaluator.targets[key].shape)
+            for key, stacked in evaluator.stacked.items()}
+
+# %% ../nbs/03d_soups.ipynb #f028ed7a
+@torch.no_grad()
+def predict_soups_batched(evaluator: SoupEvaluator, # ingredients and a model of their architecture (never written)
+                          grid: Sequence[Sequence[float]], # soup weights
+                          x: torch.Tensor, # inputs in [0, 1]
+                          soups_per_pass: int = 8, # soups evaluated together in one vectorised pass
+                          batch_size: int = 512, affine: bool = True, show_progress: bool = True,
+                         ) -> torch.Tensor:
+    "`predict_soups` for small models: several soups per forward pass over stacked weights (`torch.func`); logits of shape (soups, points, classes)."
+    from torch.func import functional_call
+    model, outputs = evaluator.model, []
+    forward = torch.vmap(lambda weights, chunk: functional_call(model, weights, (chunk,)), in_dims=(0, None))
+    with eval_mode(model):
+        for start in progress(range(0, len(grid), soups_per_pass), show_progress, desc='soups'):
+            weights = mixed_parameters(evaluator, grid[start:start + soups_per_pass], affine)
+            outputs.append(torch.cat([forward(weights, chunk) for chunk in x.split(batch_size)], dim=1))
+    return torch.cat(outputs)
 
 # %% ../nbs/03d_soups.ipynb #2906f5ba
 @torch.no_grad()

@@ -13,20 +13,20 @@ import torch
 from .data import get_dataset
 
 # %% auto #0
-__all__ = ['NORM_ALIASES', 'NORMS', 'PROJECTIONS', 'normalize_norm', 'ThreatModel', 'threat_models', 'project_linf', 'project_l2',
-           'project_l1', 'project', 'perturbation_norms', 'in_threat']
+__all__ = ['NORM_ALIASES', 'THREAT_NAMES', 'PROJECTIONS', 'normalize_norm', 'ThreatModel', 'threat_models', 'project_linf',
+           'project_l2', 'project_l1', 'project', 'perturbation_norms', 'in_threat']
 
 # %% ../nbs/03a_threat_models.ipynb #376826ac
 NORM_ALIASES = {'linf': 'linf', 'inf': 'linf', 'l_inf': 'linf', 'l-inf': 'linf', 'linfinity': 'linf',
                 'l2': 'l2', '2': 'l2', 'l_2': 'l2', 'l1': 'l1', '1': 'l1', 'l_1': 'l1',
                 'nominal': 'nominal', 'clean': 'nominal', 'none': 'nominal'}
-NORMS = ('linf', 'l2', 'l1', 'nominal')
+THREAT_NAMES = ('linf', 'l2', 'l1', 'nominal')  # the threat models by name, everywhere
 
 def normalize_norm(norm) -> str:
     "The library's name ('linf', 'l2', 'l1' or 'nominal') for a norm given as a string or number."
     key = 'inf' if norm == math.inf else str(norm).strip().lower()
     if key not in NORM_ALIASES:
-        raise ValueError(f"Unknown norm {norm!r}: expected one of {', '.join(NORMS)} "
+        raise ValueError(f"Unknown norm {norm!r}: expected one of {', '.join(THREAT_NAMES)} "
                          "(AutoAttack spellings such as 'Linf', 'L2', 'L1' are accepted too).")
     return NORM_ALIASES[key]
 

@@ -52,7 +52,7 @@ class Recipe:
     save_every: int = 50 # steps between resumable states
     amp: bool = False # mixed precision with a gradient scaler (CUDA only; ignored on the CPU)
 
-    def steps_for(self, norm: str) -> int: return dict(self.attack_steps)[norm]
+    def steps_for(self, threat: str) -> int: return dict(self.attack_steps)[threat]
 
 RECIPES: dict[str, Recipe] = {
     'cifar10': Recipe(200, 128, .1, schedule='step', milestones=(100, 150)),
@@ -76,7 +76,7 @@ def get_recipe(recipe: str | Recipe, **overrides) -> Recipe:
     if unknown: raise ValueError(f"Unknown recipe fields {sorted(unknown)}; valid: {', '.join(asdict(recipe))}.")
     return replace(recipe, **overrides)
 
-FINETUNE_RULES: dict[tuple[str, str, str], dict] = {  # (recipe, source norm, target norm) -> fields changed for that fine-tune
+FINETUNE_RULES: dict[tuple[str, str, str], dict] = {  # (recipe, source threat, target threat) -> fields changed for that fine-tune
     ('cifar10-finetune', 'l1', 'l2'): {'lr': .5},  # App. A.1: peak lr 0.5 instead of 0.1 for l_1 → l_2 on CIFAR-10
     ('imagenet-finetune', 'linf', 'nominal'): {'epochs': 100},  # Sec. 5: the nominal ingredient fine-tuned for 100 epochs
     **{('cifar10-subset-finetune', p, 'nominal'): {'epochs': 15} for p in ('linf', 'l2', 'l1')},  # CPU scale: as long as nominal training

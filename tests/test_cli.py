@@ -151,7 +151,7 @@ def test_sigkill_mid_run_then_resume_recomputes_nothing_finished(tmp_path, demo_
 
 
 def test_torchrun_two_processes(tmp_path):
-    result = run_cli('run', 'demo', *TINY, '--set', 'model_kwargs={in_chans: 1, norm: group}', '--out', 'out', cwd=tmp_path,
+    result = run_cli('run', 'demo', *TINY, '--set', 'model_kwargs={in_chans: 1, norm_layer: group}', '--out', 'out', cwd=tmp_path,
                      launcher=[executable('torchrun'), '--standalone', '--nproc_per_node=2', '-m', 'robust_soups'])
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count('Summary') == 1  # rank 0 reports

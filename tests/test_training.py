@@ -31,7 +31,7 @@ distributed = 'RANK' in __import__('os').environ
 if distributed: torch.distributed.init_process_group('gloo')
 digits = load_digits_splits()
 seed_everything(0)
-model = create_model('small_cnn', in_chans=1, norm=norm_layer)
+model = create_model('small_cnn', in_chans=1, norm_layer=norm_layer)
 recipe = get_recipe('digits', epochs=epochs, save_every=2)
 data = Items(digits['train'].head(n)) if streamed else digits['train'].head(n)
 result = train(model, data, threat_models('digits')['linf'], recipe, val=digits['val'].head(60) if with_val else None,
