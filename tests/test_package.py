@@ -1,6 +1,7 @@
 """What a fresh install must give: the pinned versions, importable modules, and a README that says how."""
 import configparser
 import importlib
+import os
 import re
 import sys
 
@@ -50,3 +51,11 @@ def test_readme_is_generated_from_index(root, tmp_path):
     from readme import render_readme
     assert render_readme(tmp_path).read_text() == (root / 'README.md').read_text(), \
         'README.md is out of date: run python tools/readme.py after executing nbs/index.ipynb'
+
+
+def test_gpu_benchmark_skips_cleanly_without_cuda(root):
+    "benchmarks/gpu.py says why it measured nothing and exits 0 where there is no CUDA device (CI, the CPU machines)."
+    import subprocess
+    result = subprocess.run([sys.executable, str(root / 'benchmarks' / 'gpu.py')], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, 'CUDA_VISIBLE_DEVICES': ''})
+    assert result.returncode == 0 and 'skipped, no CUDA device here' in result.stdout, result.stderr
