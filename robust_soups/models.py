@@ -30,10 +30,10 @@ __all__ = ['CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'MODE
            'small_resnet', 'PreActBlock', 'PreActStage', 'WideResNet', 'wide_resnet_28_10', 'PreActResNet',
            'preact_resnet18', 'TimmClassifier', 'resnet50', 'vit_b16', 'Standardized', 'robustbench_module',
            'wide_resnet', 'dm_wide_resnet', 'dm_preact_resnet', 'robustbench_resnet', 'robustbench_preact_resnet18',
-           'ShortcutPreActBlock', 'RobustFinetuningPreActResNet18', 'robust_finetuning_preact_resnet18', 'fit_nominal',
-           'predict', 'save_checkpoint', 'read_checkpoint_metadata', 'renamed_arguments', 'load_checkpoint',
-           'import_state_dict', 'split_normalization', 'resolve_normalization', 'align_keys', 'recogniser',
-           'infer_architecture', 'import_model']
+           'robustbench_resnext', 'ShortcutPreActBlock', 'RobustFinetuningPreActResNet18',
+           'robust_finetuning_preact_resnet18', 'fit_nominal', 'predict', 'save_checkpoint', 'read_checkpoint_metadata',
+           'renamed_arguments', 'load_checkpoint', 'import_state_dict', 'split_normalization', 'resolve_normalization',
+           'align_keys', 'recogniser', 'infer_architecture', 'import_model']
 
 # %% ../nbs/00b_models.ipynb #73c8600a
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
@@ -283,6 +283,18 @@ def robustbench_preact_resnet18(num_classes: int = 10, # output logits
     "RobustBench's CIFAR PreAct ResNet-18 behind `Normalize`."
     module = robustbench_module('resnet')
     return Standardized(module.PreActResNet(module.PreActBlock, [2, 2, 2, 2], num_classes, bn_before_fc=bn_before_fc), mean, std)
+
+@register_model
+def robustbench_resnext(depth: int = 29, # 9n + 2 layers
+                        cardinality: int = 4, # groups of the 3×3 convolutions
+                        base_width: int = 32, # channels per group in the first stage
+                        num_classes: int = 10, # output logits
+                        mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None, # input normalisation
+                       ) -> Standardized:
+    "RobustBench's CIFAR ResNeXt (Hendrycks et al. 2020's AugMix ResNeXt-29 4×32d, corruptions leaderboard) behind `Normalize`."
+    if (depth - 2) % 9: raise ValueError(f'ResNeXt depth must be 9n + 2, got {depth}.')
+    module = robustbench_module('resnext')
+    return Standardized(module.CifarResNeXt(module.ResNeXtBottleneck, depth, cardinality, base_width, num_classes), mean, std)
 
 # %% ../nbs/00b_models.ipynb #a75b7dce
 def _softplus_or_relu(activation: str) -> nn.Module:
@@ -541,6 +553,13 @@ def _robustbench_resnet_arguments(state):
     if not {'conv1.weight', 'bn1.weight', 'layer1.0.conv1.weight', 'linear.weight'} <= set(state): return None
     depth = 50 if 'layer1.0.conv3.weight' in state else 18 if _blocks(state, 'layer3.') == 2 else 34
     return {'depth': depth, 'num_classes': state['linear.weight'].shape[0]}
+
+@recogniser('robustbench_resnext')
+def _robustbench_resnext_arguments(state):
+    if not {'conv_1_3x3.weight', 'stage_1.0.conv_conv.weight', 'classifier.weight'} <= set(state): return None
+    grouped = state['stage_1.0.conv_conv.weight'].shape  # (width × cardinality, width, 3, 3); width = base_width in the first stage
+    return {'depth': 9 * _blocks(state, 'stage_1.') + 2, 'cardinality': grouped[0] // grouped[1], 'base_width': grouped[1],
+            'num_classes': state['classifier.weight'].shape[0]}
 
 @recogniser('robustbench_preact_resnet18')
 def _robustbench_preact_resnet18_arguments(state):
