@@ -26,7 +26,7 @@ from .soups import affine_grid, check_weights, make_soup, pair_grid, simplex_gri
 from .threats import ThreatModel, threat_models
 
 # %% auto #0
-__all__ = ['RADII_PRESETS', 'GRIDS', 'GRID_STEPS', 'load_model', 'file_sha256', 'threats_for', 'test_points',
+__all__ = ['RADII_PRESETS', 'GRIDS', 'GRID_STEPS', 'load_model', 'checkpoint_labels', 'file_sha256', 'threats_for', 'test_points',
            'evaluate_checkpoints', 'soup_lineage', 'model_card', 'write_soup', 'load_labelled_images', 'soup_grid',
            'select_and_write_soup', 'soup_grid_search']
 
@@ -41,6 +41,11 @@ def load_model(path: str | Path, # a robust_soups .safetensors checkpoint, or a 
     if not path.is_file(): raise FileNotFoundError(f'No checkpoint at {path}.')
     if path.suffix == '.safetensors': return load_checkpoint(path)[0]
     return import_model(path, normalization=normalization, log=log, **kwargs)
+
+def checkpoint_labels(paths: Sequence[str | Path]) -> list[str]:
+    "How tables and soups name checkpoints: their file names, or the paths as given when two share a name (run1/best.pt, run2/best.pt)."
+    names = [Path(p).name for p in paths]
+    return names if len(set(names)) == len(names) else [str(p) for p in paths]
 
 def file_sha256(path: str | Path) -> str:
     "The SHA-256 of a file's bytes (what a soup's lineage records of each ingredient)."
@@ -92,8 +97,8 @@ def evaluate_checkpoints(paths: Sequence[str | Path], # checkpoints (see `load_m
                         ) -> pd.DataFrame:
     "Clean, per-threat and union robust accuracy (%) of each checkpoint, with n and 95% intervals (attrs: preset, radii, threats)."
     threat_dict, data, device = threats_for(dataset, threats, radii), test_points(dataset, data_root, points, skip), get_device(device)
-    rows = {Path(p).name: evaluate_robustness(load_model(p, normalization, log, **(import_arguments or {})).to(device), data, threat_dict, preset=preset,
-                                              device=device, show_progress=show_progress).iloc[0] for p in paths}
+    rows = {label: evaluate_robustness(load_model(p, normalization, log, **(import_arguments or {})).to(device), data, threat_dict, preset=preset,
+                                       device=device, show_progress=show_progress).iloc[0] for label, p in zip(checkpoint_labels(paths), paths)}
     table = pd.DataFrame(rows).T.rename_axis('checkpoint').astype({'points': int})
     table.attrs.update(preset=preset, radii=radii, threats={n: str(t) for n, t in threat_dict.items()}, dataset=dataset, skip=skip)
     return table
@@ -101,7 +106,7 @@ def evaluate_checkpoints(paths: Sequence[str | Path], # checkpoints (see `load_m
 # %% ../nbs/07_own_models.ipynb #9debe9a3
 def soup_lineage(paths: Sequence[str | Path], weights: Sequence[float]) -> dict:
     "What a soup is made of: each ingredient's file name, SHA-256 and weight."
-    return {'ingredients': [{'file': Path(p).name, 'sha256': file_sha256(p), 'weight': float(w)} for p, w in zip(paths, weights)]}
+    return {'ingredients': [{'file': label, 'sha256': file_sha256(p), 'weight': float(w)} for label, p, w in zip(checkpoint_labels(paths), paths, weights)]}
 
 def _constructor(model: nn.Module) -> dict:
     "The architecture's name and arguments with defaults filled in, input normalisation aside (compared by its constants)."
@@ -237,7 +242,7 @@ def select_and_write_soup(paths: Sequence[str | Path], # ingredient checkpoints 
     "Choose the soup most accurate on k labelled points, write it (lineage, model card) and confirm it on the other points against each ingredient (paired tests)."
     weights_grid = soup_grid(grid, len(paths))
     if not 1 <= k < len(adaptation): raise ValueError(f'k must be at least 1 and leave points to confirm on: 1 ≤ k < {len(adaptation)}, got {k}.')
-    models = {Path(p).name: load_model(p, normalization, log, **(import_arguments or {})) for p in paths}
+    models = {label: load_model(p, normalization, log, **(import_arguments or {})) for label, p in zip(checkpoint_labels(paths), paths)}
     _check_same_architecture(models)
     chosen_points, confirm_points = holdout_split(len(adaptation), selection=k, seed=seed)
     ranked = select_soup(models, adaptation.subset(chosen_points), weights_grid, top_k=1, device=get_device(device), show_progress=False)
@@ -258,7 +263,7 @@ def soup_grid_search(paths: Sequence[str | Path], # ingredient checkpoints (see 
                     ) -> pd.DataFrame:
     "Every soup of a grid evaluated; the best per metric (clean, each threat, union) written with its model card, confirmed on other points. Returns the grid's table."
     out_dir, weights_grid = Path(out_dir), soup_grid(grid, len(paths), step)
-    models = {Path(p).name: load_model(p, normalization, log, **(import_arguments or {})) for p in paths}
+    models = {label: load_model(p, normalization, log, **(import_arguments or {})) for label, p in zip(checkpoint_labels(paths), paths)}
     _check_same_architecture(models)
     test_points(dataset, data_root, points, skip=points)  # the confirmation points exist, before any attack
     table = evaluate_soup_grid(models, weights_grid, test_points(dataset, data_root, points), threats_for(dataset, threats, radii), preset=preset,
