@@ -85,7 +85,7 @@ def training(model_name, kwargs, data, steps, repeats, device):
     for _ in range(repeats):
         model = create_model(model_name, **kwargs).to(device)
         adversarial.append(timed(lambda: train(model, data, threat, recipe, device=device, show_progress=False), device)[0])
-        model, optimizer = create_model(model_name, **kwargs).to(device).train(), None
+        model = create_model(model_name, **kwargs).to(device).train()
         optimizer = torch.optim.SGD(model.parameters(), lr=.01, momentum=.9)
         def epoch():
             for i in range(0, len(data.x), recipe.batch_size):
