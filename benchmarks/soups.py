@@ -34,9 +34,9 @@ def plain(model, x, grid, batch_size=512):
 @torch.no_grad()
 def naive(ingredients, x, grid, batch_size=512):
     start = time.perf_counter()
-    states = [m.state_dict() for m in ingredients]
+    states = [m.state_dict() for m in ingredients.values()]
     for w in grid:
-        soup = copy.deepcopy(ingredients[0]); soup.load_state_dict(mix_states(states, check_weights(w, len(states)))); soup.eval()
+        soup = copy.deepcopy(ingredients['a']); soup.load_state_dict(mix_states(states, check_weights(w, len(states)))); soup.eval()
         torch.cat([soup(chunk) for chunk in x.split(batch_size)])
     return time.perf_counter() - start
 
@@ -50,7 +50,7 @@ def in_place(ingredients, model, x, grid):
 def main(points=1000, repeats=3, out='benchmarks/results/soups.json'):
     dataset, arch, kwargs, x = setup(points)
     seed_everything(0)
-    ingredients = [create_model(arch, **kwargs).eval() for _ in range(3)]
+    ingredients = {name: create_model(arch, **kwargs).eval() for name in 'abc'}
     model = create_model(arch, **kwargs).eval()
     grid = simplex_grid(3, .2)
     times = {'plain': [], 'in_place': [], 'naive': []}

@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import eval_mode, model_device, paired_comparison, progress, with_intervals
+from .core import eval_mode, paired_comparison, progress, resolve_device, with_intervals
 from .models import predict
 from .threats import ThreatModel, in_threat, project, threat_models
 
@@ -26,8 +27,8 @@ __all__ = ['LOSSES', 'L1_EPS_SCHEDULE', 'Attack', 'EVALUATION_PRESETS', 'PRECISI
            'prepare_inputs', 'first_output', 'ce_loss', 'dlr_loss', 'dlr_targeted_loss', 'kl_loss', 'Loss',
            'checkpoint_periods', 'random_start', 'stage_iterations', 'APGDResult', 'apgd_run', 'apgd', 'reference_apgd',
            'compare_with_reference', 'apgd_attack', 'attack_sequence', 'autoattack_standard', 'as_threat_dict',
-           'attack_precision', 'robustness_flags', 'summarize_flags', 'sanity_checks', 'evaluate_flags',
-           'evaluate_robustness']
+           'attack_precision', 'robustness_flags', 'summarize_flags', 'BucketedModel', 'fast_model', 'largest_batch',
+           'sanity_checks', 'evaluate_flags', 'evaluate_robustness']
 
 # %% ../nbs/03b_attacks.ipynb #46ee279a
 def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -536,6 +537,71 @@ def summarize_flags(flags: dict[str, torch.Tensor]) -> pd.DataFrame:
     table = pd.DataFrame([{'points': n, **{k: 100 * v.sum().item() / n if n else math.nan for k, v in flags.items()}}])
     return with_intervals(table, list(flags))
 
+# %% ../nbs/03b_attacks.ipynb #09360445
+def _buckets(max_batch: int, smallest: int = 64) -> tuple[int, ...]:
+    "Batch sizes growing 4× from `smallest` up to `max_batch` (64, 256, 1024): few shapes for a compiled model, at most 4× padding."
+    sizes = [min(smallest, max_batch)]
+    while sizes[-1] < max_batch: sizes.append(min(4 * sizes[-1], max_batch))
+    return tuple(sizes)
+
+class BucketedModel(nn.Module):
+    "A classifier whose passes run at a few fixed batch sizes: each batch is zero-padded up to the next size (larger ones are split), so that a compiled model meets few shapes while APGD's batch of active points shrinks. Eval mode only."
+    def __init__(self, model: nn.Module, # classifier returning logits
+                 buckets: Sequence[int], # the batch sizes of the passes
+                 channels_last: bool = False, # pass 4-d inputs in channels-last memory layout
+                ):
+        super().__init__()
+        self.model, self.buckets, self.channels_last = model, tuple(sorted(buckets)), channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training: raise RuntimeError('A BucketedModel is for attacks and evaluation (eval mode): padding rows would change BatchNorm statistics in training.')
+        if len(x) > self.buckets[-1]: return torch.cat([self(chunk) for chunk in x.split(self.buckets[-1])])
+        n, size = len(x), next(b for b in self.buckets if b >= len(x))
+        if size > n: x = torch.cat([x, x.new_zeros(size - n, *x.shape[1:])])  # zeros: no gradient flows into the real rows
+        if self.channels_last and x.dim() == 4: x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)[:n]
+
+def fast_model(model: nn.Module, # classifier returning logits; never changed (a copy is converted)
+               *,
+               channels_last: bool = False, # weights and inputs in channels-last layout (convolutional models on a GPU)
+               compile: bool = False, # `torch.compile` the copy; each bucket of batch sizes compiles once
+               backend: str = 'inductor', # torch.compile's backend ('aot_eager' compiles in seconds and changes no arithmetic: tests)
+               max_batch: int = 1024, # the largest pass (see `largest_batch`); buckets grow 4× from 64 up to it
+              ) -> BucketedModel:
+    "A faster copy of `model` for attacks and evaluations, with the same logits and input gradients: channels-last, compiled, at a few batch sizes."
+    fast = copy.deepcopy(model).eval()
+    if channels_last: fast = fast.to(memory_format=torch.channels_last)
+    if compile: fast = torch.compile(fast, backend=backend, dynamic=False)
+    return BucketedModel(fast, _buckets(max_batch), channels_last).eval()
+
+# %% ../nbs/03b_attacks.ipynb #2884725b
+def largest_batch(model: nn.Module, # classifier returning logits, on its device
+                  example: torch.Tensor, # one input (C, H, W), on the model's device
+                  *,
+                  start: int = 64, # the first size tried
+                  limit: int = 4096, # the largest size tried
+                 ) -> int:
+    "The largest batch (start·2^k ≤ limit) whose pass with input gradients, as APGD makes it, fits in memory: doubled until the device runs out."
+    fits, size = 0, start
+    while size <= limit:
+        try:
+            x = example.expand(size, *example.shape).clone().requires_grad_(True)
+            with eval_mode(model), torch.enable_grad(): torch.autograd.grad(model(x).float().sum(), x)
+            fits, size = size, 2 * size
+        except torch.OutOfMemoryError: break
+        finally:
+            x = None
+            if example.device.type == 'cuda': torch.cuda.empty_cache()
+    if not fits: raise RuntimeError(f'Not even {start} inputs of shape {tuple(example.shape)} fit in memory with their gradients; lower `start`.')
+    return fits
+
+def _auto_batch_size(model: nn.Module, data, device: torch.device) -> int:
+    "`batch_size='auto'`: the largest batch that fits, for tensors or a `Split` (a DataLoader fixes its own batches)."
+    if not (isinstance(data, (tuple, list)) or hasattr(data, 'x') and hasattr(data, 'y')):
+        raise ValueError("batch_size='auto' needs (x, y) tensors or a Split; a DataLoader fixes its own batch size.")
+    x = data[0] if isinstance(data, (tuple, list)) else data.x
+    return largest_batch(model, torch.as_tensor(x[0]).to(device, torch.float32), limit=max(64, 1 << (len(x) - 1).bit_length()))
+
 # %% ../nbs/03b_attacks.ipynb #cd41ec4e
 def _box_radius(threat: ThreatModel, d: int) -> ThreatModel:
     "The threat model whose ball covers the whole box [0, 1]^d: every image is reachable."
@@ -593,8 +659,8 @@ def evaluate_flags(model: nn.Module, # classifier returning logits
                    threats = 'cifar10', # threat models: a dataset name, a ThreatModel, a list or a dict
                    *,
                    preset: str = 'default', # 'default', 'strong' or 'autoattack'
-                   batch_size: int = 256, # points attacked together
-                   device: str | torch.device | None = None, # where to compute (default: the model's device)
+                   batch_size: int | str = 256, # points attacked together, or 'auto': the largest that fits (`largest_batch`)
+                   device: str | torch.device | None = None, # where to compute (None: the model's device, see `resolve_device`)
                    cascade: bool = False, # union only, each attack on points still robust (faster)
                    seed: int = 0, # seed of the random starts (mixed with the batch index)
                    show_progress: bool = True, # progress bar with running accuracies
@@ -605,7 +671,8 @@ def evaluate_flags(model: nn.Module, # classifier returning logits
         raise ValueError(f"Unknown preset {preset!r}; expected one of {', '.join(EVALUATION_PRESETS)}.")
     _check_points_argument(data, threats)
     threats = as_threat_dict(threats)
-    device = torch.device(device) if device is not None else model_device(model)
+    device = resolve_device(device, model)
+    if batch_size == 'auto': batch_size = _auto_batch_size(model, data, device)
     total, batches = _batches(data, batch_size)
     collected: dict[str, list[torch.Tensor]] = {}
     with progress(total=total, enabled=show_progress, desc=f'robustness ({preset})', unit='pt') as bar:
@@ -623,8 +690,8 @@ def evaluate_robustness(model: nn.Module, # classifier returning logits
                         threats = 'cifar10', # threat models: a dataset name, a ThreatModel, a list or a dict
                         *,
                         preset: str = 'default', # 'default', 'strong' or 'autoattack'
-                        batch_size: int = 256, # points attacked together
-                        device: str | torch.device | None = None, # where to compute (default: the model's device)
+                        batch_size: int | str = 256, # points attacked together, or 'auto': the largest that fits (`largest_batch`)
+                        device: str | torch.device | None = None, # where to compute (None: the model's device, see `resolve_device`)
                         cascade: bool = False, # union only, each attack on points still robust (faster)
                         seed: int = 0, # seed of the random starts (mixed with the batch index)
                         show_progress: bool = True, # progress bar with running accuracies
@@ -634,7 +701,7 @@ def evaluate_robustness(model: nn.Module, # classifier returning logits
     "Clean, per-threat and union robust accuracy (%) of `model` on `data`, with n and 95% intervals, as a one-row table."
     _check_points_argument(data, threats)
     threats = as_threat_dict(threats)
-    device = torch.device(device) if device is not None else model_device(model)
+    device = resolve_device(device, model)
     flags = evaluate_flags(model, data, threats, preset=preset, batch_size=batch_size, device=device, cascade=cascade, seed=seed,
                            show_progress=show_progress, precision=precision)
     table = summarize_flags(flags)

@@ -22,7 +22,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['get_device', 'model_device', 'seed_everything', 'rank_and_world', 'eval_mode', 'atomic_write_bytes',
+__all__ = ['get_device', 'model_device', 'resolve_device', 'seed_everything', 'rank_and_world', 'eval_mode', 'atomic_write_bytes',
            'atomic_write_json', 'fingerprint', 'data_fingerprint', 'derive_seed', 'KeyedResults', 'progress',
            'shared_data_path', 'accuracy_interval', 'paired_comparison', 'with_intervals', 'format_accuracies']
 
@@ -43,6 +43,20 @@ def model_device(model: torch.nn.Module) -> torch.device:
     "The device of `model`'s first parameter or buffer (CPU for a model with neither)."
     for tensor in [*model.parameters(), *model.buffers()]: return tensor.device
     return torch.device('cpu')
+
+# %% ../nbs/00_core.ipynb #bb9d3ba7
+def resolve_device(device: str | torch.device | None, # asked for ('cpu', 'cuda', 'cuda:1', ...): refused when CUDA is missing
+                   *models, # what will be computed with: modules, checkpoint paths or state dicts, or dicts and lists of them
+                  ) -> torch.device:
+    "The one meaning of `device=None`: the device of the first module among `models`; when there is none (paths, state dicts, nothing), the best available."
+    if device is not None: return get_device(device)
+    stack = list(models)
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, torch.nn.Module): return model_device(item)
+        if isinstance(item, dict) and not all(isinstance(v, torch.Tensor) for v in item.values()): stack[:0] = list(item.values())
+        elif isinstance(item, (list, tuple)): stack[:0] = list(item)
+    return get_device()
 
 # %% ../nbs/00_core.ipynb #19986548
 def seed_everything(seed: int # seed for Python, NumPy and torch (all devices)

@@ -21,11 +21,11 @@ from torch import nn
 from torch.func import functional_call
 
 from .attacks import apgd
-from .core import KeyedResults, atomic_write_bytes, fingerprint, get_device, progress
+from .core import KeyedResults, atomic_write_bytes, fingerprint, progress, resolve_device
 from .data import Split
 from .models import predict
 from .shifts import ShiftPredictions, rank_soups
-from .soups import as_models, check_ingredients, make_soup, state_of, valid_statistic
+from .soups import as_models, check_ingredients, make_soup, named_states, state_of, valid_statistic
 from .threats import ThreatModel
 
 # %% auto #0
@@ -54,11 +54,12 @@ class LearnableSoup(nn.Module):
                  bounds: tuple[float, float] = (-.4, 1.4), # range of every weight
                  device: str | torch.device | None = None):
         super().__init__()
-        device = get_device(device)
+        device = resolve_device(device, ingredients)
         models = as_models(ingredients, device)
         self.names, self.bounds, self.layerwise = list(models), bounds, layerwise
-        states = [state_of(m) for m in models.values()]
-        check_ingredients(states)
+        named = named_states(models)
+        check_ingredients(named)
+        states = list(named.values())
         self.model = copy.deepcopy(next(iter(models.values()))).eval().requires_grad_(False)
         self.keys = [k for k, v in states[0].items() if v.is_floating_point()]
         self.fixed = {k: v for k, v in states[0].items() if not v.is_floating_point()}  # integer buffers: from the first ingredient
@@ -228,7 +229,7 @@ def _learned_row(models, split, draw, held, method, device, **kwargs):
 
 def _greedy_row(models, split, draw, held, device):
     weights, passes = greedy_soup(models, split.x[draw], split.y[draw], device=device)
-    soup = make_soup(list(models.values()), list(weights.values()))
+    soup = make_soup(models, list(weights.values()))
     return {'held_out': _held_out_accuracy(soup, split, held, device), 'forward_passes': passes, 'backward_passes': 0, 'weights': list(weights.values())}
 
 def compare_with_grid(ingredients: dict[str, nn.Module | str | Path], # models (or checkpoints) by name, in the order of `predictions.names`
@@ -248,7 +249,7 @@ def compare_with_grid(ingredients: dict[str, nn.Module | str | Path], # models (
     if list(ingredients) != list(predictions.names): raise ValueError(f'Ingredients {list(ingredients)} differ from those of the predictions {predictions.names}.')
     missing = [s for s in shifts if s not in predictions.shifts]
     if missing: raise ValueError(f"No predictions for the shifts {missing}; computed for {', '.join(predictions.shifts)}.")
-    device = get_device(device)
+    device = resolve_device(device, ingredients)
     models = as_models(ingredients, device)
     record = {'ingredients': list(models), 'weights': fingerprint([state_of(m) for m in models.values()]), 'predictions': fingerprint(predictions),
               'pool': fingerprint(pool), 'held': fingerprint(held), 'steps': steps, 'lr': lr, 'batch_size': batch_size, 'seed': seed}

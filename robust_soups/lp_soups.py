@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .core import KeyedResults, atomic_write_bytes, atomic_write_json, fingerprint, get_device, paired_comparison, progress, seed_everything
+from .core import KeyedResults, atomic_write_bytes, atomic_write_json, fingerprint, paired_comparison, progress, resolve_device, seed_everything
 from .data import Split
 from .threats import ThreatModel
 from .models import create_model, load_checkpoint
@@ -27,10 +27,10 @@ from .soups import SoupEvaluator, as_models, make_soup, pair_grid, simplex_grid,
 from fastcore.meta import delegates
 
 # %% auto #0
-__all__ = ['THREAT_SYMBOLS', 'CLAIM_RESULTS', 'ingredient_name', 'baseline_name', 'theta_label', 'train_ingredients',
-           'encode_flags', 'decode_flags', 'flags_of', 'evaluate_soup_grid', 'evaluate_models', 'front_pairs',
-           'front_curve', 'two_model_fronts', 'plot_fronts', 'front_summary', 'three_model_soups', 'best_soup',
-           'plot_ternary', 'extrapolation_curve', 'plot_extrapolation', 'split_halves', 'overall_claim',
+__all__ = ['THREAT_SYMBOLS', 'CLAIM_RESULTS', 'ingredient_name', 'baseline_name', 'ingredient_parts', 'theta_label',
+           'train_ingredients', 'encode_flags', 'decode_flags', 'flags_of', 'evaluate_soup_grid', 'evaluate_models',
+           'front_pairs', 'front_curve', 'two_model_fronts', 'plot_fronts', 'front_summary', 'three_model_soups',
+           'best_soup', 'plot_ternary', 'extrapolation_curve', 'plot_extrapolation', 'split_halves', 'overall_claim',
            'mixed_soup_test', 'inner_soup_claim', 'inner_soup_claims', 'mixed_soup_claims', 'finetune_claims',
            'ingredient_checks', 'warn_unlearned']
 
@@ -55,12 +55,21 @@ def baseline_name(mode: str, # 'max' or 'sat'
     if len(threats) < 2: raise ValueError('A multi-threat baseline needs at least two threat models.')
     return '-'.join([mode, *(ingredient_name(n) for n in threats)])
 
+def ingredient_parts(name: str, # a name made by `ingredient_name`
+                    ) -> tuple[str, str | None]:
+    "The inverse of `ingredient_name`, the one place a name is read back: 'linf-l2' → ('linf', 'l2'), 'linf' → ('linf', None)."
+    base, _, target = name.partition('-')
+    if ingredient_name(base, target or None) != name: raise ValueError(f'Not an ingredient name: {name!r}.')
+    return base, target or None
+
 def theta_label(name: str) -> str:
     "The paper's notation for a model name: 'linf-l2' → 'θ_∞→2', 'max-linf-l1' → 'MAX(∞,1)'."
-    parts = name.split('-')
-    if parts[0] in ('max', 'sat'): return f"{parts[0].upper()}({','.join(THREAT_SYMBOLS[p] for p in parts[1:])})"
-    if any(p not in THREAT_SYMBOLS for p in parts) or len(parts) > 2: raise ValueError(f'Not a model name: {name!r}.')
-    return 'θ_' + '→'.join(THREAT_SYMBOLS[p] for p in parts)
+    mode, _, threats = name.partition('-')
+    try:
+        if mode not in ('max', 'sat'): return 'θ_' + '→'.join(THREAT_SYMBOLS[p] for p in ingredient_parts(name) if p)
+        baseline_name(mode, threats.split('-'))  # checks each threat
+        return f"{mode.upper()}({','.join(THREAT_SYMBOLS[p] for p in threats.split('-'))})"
+    except ValueError: raise ValueError(f'Not a model name: {name!r}.') from None
 
 # %% ../nbs/04_lp_soups.ipynb #dd7dfc51
 def train_ingredients(architecture: str, # a registered architecture, see `create_model`
@@ -75,7 +84,7 @@ def train_ingredients(architecture: str, # a registered architecture, see `creat
                       baselines: Sequence[Sequence[str]] = (), # norm sets for MAX and SAT, e.g. [('linf', 'l1')]
                       model_kwargs: dict | None = None, # passed to `create_model` (e.g. in_chans=1)
                       seed: int = 0, # seed of the initialisation, the data order and the attacks
-                      device: str | torch.device | None = None, # default: the best available
+                      device: str | torch.device | None = None, # None: where the models are, else the best available (`resolve_device`)
                       check: Split | None = None, # points to check on after training that each ingredient learned its threat (`ingredient_checks`)
                       show_progress: bool = True,
                      ) -> dict[str, Path]:
@@ -84,7 +93,7 @@ def train_ingredients(architecture: str, # a registered architecture, see `creat
     targets = list(threats) if targets is None else list(targets)
     for threat in [*bases, *targets, *itertools.chain(*baselines)]:
         if threat not in threats: raise KeyError(f"No threat model {threat!r} given; known: {', '.join(threats)}.")
-    common = dict(val=data.get('val'), seed=seed, device=get_device(device), show_progress=show_progress)
+    common = dict(val=data.get('val'), seed=seed, device=resolve_device(device), show_progress=show_progress)  # models from scratch
     paths = {}
     for base in bases:
         name = ingredient_name(base)
@@ -141,16 +150,16 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
                        affine: bool = True, # weights must sum to 1
                        batch_size: int = 256,
                        seed: int = 0, # seed of the attacks
-                       device: str | torch.device | None = None, # default: the best available
+                       device: str | torch.device | None = None, # None: where the models are, else the best available (`resolve_device`)
                        with_flags: bool = False, # also return each soup's per-point flags ('flags:METRIC' columns, see `flags_of`)
                        show_progress: bool = True,
                       ) -> pd.DataFrame:
     "Clean, per-threat and union robust accuracy (%) of every soup of `grid` with n and 95% intervals: one row per soup, weights in 'w:NAME' columns."
-    device = get_device(device)
+    device = resolve_device(device, ingredients)
     models = as_models(ingredients, device)
     names, threats = list(models), as_threat_dict(threats)
     x, y = data
-    evaluator = SoupEvaluator(list(models.values()), copy.deepcopy(next(iter(models.values()))))
+    evaluator = SoupEvaluator(models, copy.deepcopy(next(iter(models.values()))))
     columns, flag_columns = [f'w:{n}' for n in names], [f'flags:{m}' for m in ['clean', *threats, 'union']]
     attacks = {n: getattr(a, 'settings', getattr(a, '__name__', '')) for n, a in EVALUATION_PRESETS[preset].items()}  # what the preset is, not only its name
     config = {'ingredients': names, 'weights': fingerprint([state_of(m) for m in models.values()]), 'data': fingerprint(x, y),
@@ -418,7 +427,7 @@ def inner_soup_claim(ingredients: dict[str, nn.Module | str | Path], # models by
                      start: str, end: str, # the curve w·θ_start + (1−w)·θ_start→end
                      threat: str, # the threat model in which an inner soup should beat both ends
                      *, step: float = .1, seed: int = 0, preset: str = 'default',
-                     device: str | torch.device | None = None, # default: the best available
+                     device: str | torch.device | None = None, # None: where the models are, else the best available (`resolve_device`)
                      cache_dir: str | Path | None = None, show_progress: bool = False) -> dict:
     "Fig. 1's claim on one curve and threat model: the inner soup most robust in `threat` on one half of the points, tested against both ends on the other half (`mixed_soup_test`)."
     names = [ingredient_name(start), ingredient_name(start, end)]
@@ -470,11 +479,10 @@ def ingredient_checks(models: pd.DataFrame, # `evaluate_models(..., with_flags=T
     names = [n for n in models.index if not n.startswith(('max-', 'sat-'))]
     rows = []
     for name in names:
-        parts = name.split('-')
-        if len(parts) == 2:  # θ_p→q: it must gain in q over its parent
-            parent, q = parts
+        parent, q = ingredient_parts(name)
+        if q is not None:  # θ_p→q: it must gain in q over its parent
             if parent in names: rows.append({'ingredient': name, **_paired_row(models, name, parent, 'clean' if q == 'nominal' else q)})
-        elif parts[0] != 'nominal':  # θ_p: nobody but p's own fine-tunes may be more p-robust
+        elif parent != 'nominal':  # θ_p: nobody but p's own fine-tunes may be more p-robust
             rows += [{'ingredient': name, **_paired_row(models, name, other, name)} for other in names
                      if other != name and not other.endswith(f'-{name}') and name in models.columns]
     checks = pd.DataFrame(rows)

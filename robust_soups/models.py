@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import timm
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -183,6 +182,7 @@ class TimmClassifier(nn.Module):
     def __init__(self, timm_name: str, num_classes: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, **kwargs):
         super().__init__()
         self.normalize = Normalize(mean, std)
+        import timm  # here, not at the top: importing timm (and torchvision with it) costs 2 s that every command would pay
         self.net = timm.create_model(timm_name, pretrained=False, num_classes=num_classes, **kwargs)
     def forward(self, x): return self.net(self.normalize(x))
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .attacks import EVALUATION_PRESETS, evaluate_robustness
-from .core import accuracy_interval, atomic_write_bytes, format_accuracies, get_device, paired_comparison
+from .core import accuracy_interval, atomic_write_bytes, format_accuracies, paired_comparison, resolve_device
 from .data import Split, get_dataset
 from .models import import_model, load_checkpoint, predict, save_checkpoint
 from .shifts import holdout_split, select_soup, to_markdown
@@ -91,12 +91,12 @@ def evaluate_checkpoints(paths: Sequence[str | Path], # checkpoints (see `load_m
                          radii: str = 'paper', # 'paper' or 'robustbench'
                          normalization = None, # for imported files without normalisation buffers
                          import_arguments: dict | None = None, # for imported files: architecture=, activation=, ... (`models.import_model`)
-                         device: str | None = None, # where to attack (default: the best available)
+                         device: str | None = None, # where to attack (None: the best available, as for every checkpoint; see `resolve_device`)
                          show_progress: bool = False, # progress bars
                          log: Callable[[str], None] | None = None, # told what the importer did
                         ) -> pd.DataFrame:
     "Clean, per-threat and union robust accuracy (%) of each checkpoint, with n and 95% intervals (attrs: preset, radii, threats)."
-    threat_dict, data, device = threats_for(dataset, threats, radii), test_points(dataset, data_root, points, skip), get_device(device)
+    threat_dict, data, device = threats_for(dataset, threats, radii), test_points(dataset, data_root, points, skip), resolve_device(device, paths)
     rows = {label: evaluate_robustness(load_model(p, normalization, log, **(import_arguments or {})).to(device), data, threat_dict, preset=preset,
                                        device=device, show_progress=show_progress).iloc[0] for label, p in zip(checkpoint_labels(paths), paths)}
     table = pd.DataFrame(rows).T.rename_axis('checkpoint').astype({'points': int})
@@ -167,7 +167,7 @@ def write_soup(paths: Sequence[str | Path], # ingredient checkpoints (see `load_
     models = {str(p): load_model(p, normalization, log, **(import_arguments or {})) for p in paths}
     _check_same_architecture(models)
     lineage = soup_lineage(paths, weights)
-    save_checkpoint(out, make_soup(list(models.values()), weights, affine=affine), soup=lineage)
+    save_checkpoint(out, make_soup(models, weights, affine=affine), soup=lineage)
     table = evaluate_checkpoints([*paths, out], normalization=normalization, import_arguments=import_arguments, log=log, **evaluation) if evaluation else None
     atomic_write_bytes(out.with_suffix('.md'), model_card(out.name, lineage, table).encode())
     return out
@@ -236,7 +236,7 @@ def select_and_write_soup(paths: Sequence[str | Path], # ingredient checkpoints 
                           seed: int = 0, # which k points are drawn
                           normalization = None, # for imported files without normalisation buffers
                           import_arguments: dict | None = None, # for imported files: architecture=, activation=, ...
-                          device: str | None = None, # where to predict (default: the best available)
+                          device: str | None = None, # where to predict (None: the best available, as for every checkpoint; see `resolve_device`)
                           log: Callable[[str], None] | None = None,
                          ) -> pd.DataFrame:
     "Choose the soup most accurate on k labelled points, write it (lineage, model card) and confirm it on the other points against each ingredient (paired tests)."
@@ -245,7 +245,7 @@ def select_and_write_soup(paths: Sequence[str | Path], # ingredient checkpoints 
     models = {label: load_model(p, normalization, log, **(import_arguments or {})) for label, p in zip(checkpoint_labels(paths), paths)}
     _check_same_architecture(models)
     chosen_points, confirm_points = holdout_split(len(adaptation), selection=k, seed=seed)
-    ranked = select_soup(models, adaptation.subset(chosen_points), weights_grid, top_k=1, device=get_device(device), show_progress=False)
+    ranked = select_soup(models, adaptation.subset(chosen_points), weights_grid, top_k=1, device=resolve_device(device, paths), show_progress=False)
     weights = [float(ranked.iloc[0][name]) for name in models]
     write_soup(paths, weights, out, normalization=normalization, import_arguments=import_arguments, log=log)
     return _confirmation(models, load_checkpoint(out)[0], adaptation.subset(confirm_points), weights, Path(out).name)
@@ -267,7 +267,7 @@ def soup_grid_search(paths: Sequence[str | Path], # ingredient checkpoints (see 
     _check_same_architecture(models)
     test_points(dataset, data_root, points, skip=points)  # the confirmation points exist, before any attack
     table = evaluate_soup_grid(models, weights_grid, test_points(dataset, data_root, points), threats_for(dataset, threats, radii), preset=preset,
-                               path=out_dir / 'grid.csv', device=get_device(device), show_progress=show_progress)
+                               path=out_dir / 'grid.csv', device=resolve_device(device, paths), show_progress=show_progress)
     evaluation = dict(dataset=dataset, data_root=data_root, threats=threats, preset=preset, radii=radii, points=points, skip=points, device=device)
     for metric in ['clean', *threats, 'union']:
         best = table.loc[table[metric].idxmax()]

@@ -21,7 +21,7 @@ from safetensors.torch import load as load_safetensors_bytes, save as save_safet
 from torch import nn
 from torch.utils.data import DataLoader, SequentialSampler, Subset
 
-from .core import KeyedResults, atomic_write_bytes, eval_mode, get_device, progress
+from .core import KeyedResults, atomic_write_bytes, eval_mode, progress, resolve_device
 from .data import Split, correct_predictions
 from .soups import SoupEvaluator, affine_grid, as_models, state_of
 from fastcore.meta import delegates
@@ -135,11 +135,11 @@ def shift_predictions(ingredients: dict[str, nn.Module | str | Path], # models (
                       data_key: str | None = None, # what identifies the data in the record (default: a hash of the points)
                       batch_size: int = 1024,
                       save_every: float = 60., # seconds between saves of the file (and one at the end)
-                      device: str | torch.device | None = None, # default: the best available
+                      device: str | torch.device | None = None, # None: where the models are, else the best available (`resolve_device`)
                       show_progress: bool = True,
                      ) -> ShiftPredictions:
     "Correctness of every soup of `grid` (and every ensemble) on every point of every shift, in one pass per batch."
-    device = get_device(device)
+    device = resolve_device(device, ingredients, extra)
     models = as_models(ingredients, device)
     names = list(models)
     grid = [tuple(float(v) for v in w) for w in (affine_grid(len(names)) if grid is None else grid)]
@@ -169,7 +169,7 @@ def shift_predictions(ingredients: dict[str, nn.Module | str | Path], # models (
     def save():
         store.write_bytes(save_safetensors_bytes({'correct': _pack(correct), 'ensemble_correct': _pack(ensemble_correct), 'done': torch.tensor(done)}))
 
-    evaluator = SoupEvaluator(list(models.values()), copy.deepcopy(next(iter(models.values()))))
+    evaluator = SoupEvaluator(models, copy.deepcopy(next(iter(models.values()))))
     members = {n for e in ensembles for n in e}
     member_rows = {i: n for n in members for i, w in enumerate(grid) if w == tuple(float(m == n) for m in names)}
     last_save, saved_upto = time.monotonic(), done

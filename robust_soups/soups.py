@@ -16,8 +16,8 @@ from torch import nn
 from .core import eval_mode, model_device, progress, rank_and_world
 
 # %% auto #0
-__all__ = ['state_of', 'check_ingredients', 'check_weights', 'is_variance', 'valid_statistic', 'mix_states', 'make_soup',
-           'as_models', 'affine_grid', 'simplex_grid', 'pair_grid', 'SoupEvaluator', 'predict_soups',
+__all__ = ['state_of', 'named_states', 'check_ingredients', 'check_weights', 'is_variance', 'valid_statistic', 'mix_states',
+           'make_soup', 'as_models', 'affine_grid', 'simplex_grid', 'pair_grid', 'SoupEvaluator', 'predict_soups',
            'predict_soups_sharded', 'mixed_parameters', 'predict_soups_batched', 'recalibrate_batchnorm']
 
 # %% ../nbs/03d_soups.ipynb #45676b25
@@ -25,20 +25,28 @@ def state_of(ingredient: nn.Module | dict[str, torch.Tensor]) -> dict[str, torch
     "The state dict of a model, or the state dict itself."
     return ingredient.state_dict() if isinstance(ingredient, nn.Module) else ingredient
 
-def check_ingredients(states: Sequence[dict[str, torch.Tensor]]) -> None:
-    "Raise a clear error at the first key, shape or dtype on which the ingredients disagree."
+def named_states(ingredients: dict[str, nn.Module | dict[str, torch.Tensor]], # the one container of ingredients: name -> model or state dict
+                ) -> dict[str, dict[str, torch.Tensor]]:
+    "The state dict of each named ingredient; a TypeError for anything but a non-empty dict of name -> model or state dict."
+    if not isinstance(ingredients, dict) or not ingredients or not all(isinstance(i, (nn.Module, dict)) for i in ingredients.values()):
+        raise TypeError(f'Ingredients are a non-empty dict of name -> model or state dict (e.g. dict(zip(names, models))), got {type(ingredients).__name__}.')
+    return {name: state_of(i) for name, i in ingredients.items()}
+
+def check_ingredients(states: dict[str, dict[str, torch.Tensor]], # state dicts by ingredient name
+                     ) -> None:
+    "Raise a clear error, naming the ingredients, at the first key, shape or dtype on which they disagree."
     if not states: raise ValueError('A soup needs at least one ingredient.')
-    first = states[0]
-    for i, state in enumerate(states[1:], start=1):
+    (first_name, first), *others = states.items()
+    for name, state in others:
         missing, extra = [k for k in first if k not in state], [k for k in state if k not in first]
         if missing or extra:
-            raise ValueError(f'Ingredient {i} does not match ingredient 0: ' +
+            raise ValueError(f'Ingredient {name!r} does not match ingredient {first_name!r}: ' +
                              (f'it lacks {missing[0]!r}' if missing else f'it has an extra {extra[0]!r}') + ' (different architectures?).')
         for key, value in first.items():
             if state[key].shape != value.shape:
-                raise ValueError(f'Ingredient {i} has {key!r} of shape {tuple(state[key].shape)}, ingredient 0 of shape {tuple(value.shape)}.')
+                raise ValueError(f'Ingredient {name!r} has {key!r} of shape {tuple(state[key].shape)}, ingredient {first_name!r} of shape {tuple(value.shape)}.')
             if state[key].dtype != value.dtype:
-                raise ValueError(f'Ingredient {i} has {key!r} of dtype {state[key].dtype}, ingredient 0 of dtype {value.dtype}.')
+                raise ValueError(f'Ingredient {name!r} has {key!r} of dtype {state[key].dtype}, ingredient {first_name!r} of dtype {value.dtype}.')
 
 def check_weights(weights: Sequence[float], n: int, affine: bool = True) -> torch.Tensor:
     "Soup weights as a float64 tensor, after checking their number, finiteness and (if `affine`) that they sum to 1."
@@ -67,16 +75,17 @@ def mix_states(states: Sequence[dict[str, torch.Tensor]], w: torch.Tensor) -> di
         else: mixed[key] = value.clone()
     return mixed
 
-def make_soup(ingredients: Sequence[nn.Module | dict[str, torch.Tensor]], # models or state dicts of one architecture
-              weights: Sequence[float], # one weight per ingredient
+def make_soup(ingredients: dict[str, nn.Module | dict[str, torch.Tensor]], # models or state dicts of one architecture, by name
+              weights: Sequence[float], # one weight per ingredient, in the order of `ingredients`
               affine: bool = True, # require the weights to sum to 1
              ) -> nn.Module | dict[str, torch.Tensor]:
     "The soup θ^w = Σ_i w_i θ^i (Eq. 3): a new model if the ingredients are models, else a state dict."
-    states = [state_of(i) for i in ingredients]
+    states = named_states(ingredients)
     check_ingredients(states)
-    mixed = mix_states(states, check_weights(weights, len(states), affine))
-    if not isinstance(ingredients[0], nn.Module): return mixed
-    soup = copy.deepcopy(ingredients[0])
+    mixed = mix_states(list(states.values()), check_weights(weights, len(states), affine))
+    first = next(iter(ingredients.values()))
+    if not isinstance(first, nn.Module): return mixed
+    soup = copy.deepcopy(first)
     soup.load_state_dict(mixed)
     return soup
 
@@ -118,13 +127,14 @@ def pair_grid(step: float = .1, low: float = 0., high: float = 1.) -> list[tuple
 # %% ../nbs/03d_soups.ipynb #41da4ca0
 class SoupEvaluator:
     "One model whose weights are rewritten in place to any soup of the ingredients."
-    def __init__(self, ingredients: Sequence[nn.Module | dict[str, torch.Tensor]], # models or state dicts
+    def __init__(self, ingredients: dict[str, nn.Module | dict[str, torch.Tensor]], # models or state dicts by name
                  model: nn.Module): # a model of the same architecture (its weights are overwritten)
-        states = [state_of(i) for i in ingredients]
-        check_ingredients(states)
+        named = named_states(ingredients)
+        check_ingredients(named)
+        self.names, states = list(named), list(named.values())
         self.model, self.n = model, len(states)
         targets = model.state_dict(keep_vars=True)
-        check_ingredients([{k: v.detach() for k, v in targets.items()}, states[0]])
+        check_ingredients({'model': {k: v.detach() for k, v in targets.items()}, self.names[0]: states[0]})
         self.targets = {k: v for k, v in targets.items() if v.is_floating_point()}
         self.stacked = {k: torch.stack([s[k].to(v.device, v.dtype) for s in states]).flatten(1) for k, v in self.targets.items()}
 

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .attacks import apgd, apgd_run
-from .core import KeyedResults, atomic_write_bytes, data_fingerprint, derive_seed, model_device, progress, rank_and_world
+from .attacks import PRECISIONS, apgd, apgd_run, attack_precision
+from .core import KeyedResults, atomic_write_bytes, data_fingerprint, derive_seed, progress, rank_and_world, resolve_device
 from .data import Split, imagenet_mixup
 from .models import load_checkpoint, predict, save_checkpoint
 from fastcore.meta import delegates
@@ -51,6 +51,12 @@ class Recipe:
     val_steps: int = 10 # APGD iterations of the validation attack
     save_every: int = 50 # steps between resumable states
     amp: bool = False # mixed precision with a gradient scaler (CUDA only; ignored on the CPU)
+    precision: str = 'fp32' # 'bf16': the training passes and the attack's under bfloat16 autocast (no gradient scaler needed)
+    compile: str | None = None # a `torch.compile` backend for the training and attack passes ('inductor' on a GPU); None: eager
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS: raise ValueError(f"Unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}.")
+        if self.amp and self.precision != 'fp32': raise ValueError("amp (float16 with a gradient scaler) and precision='bf16' exclude each other; choose one.")
 
     def steps_for(self, threat: str) -> int: return dict(self.attack_steps)[threat]
 
@@ -129,7 +135,12 @@ class TrainResult:
 def _run_record(model: nn.Module, data: Split | Dataset, threats, mode, recipe: Recipe, seed: int) -> dict:
     "What the run computes: its state is resumed only into the same run (`core.KeyedResults`)."
     return {'arch': getattr(model, 'architecture', type(model).__name__), 'data': data_fingerprint(data),
-            'threats': [str(t) for t in threats], 'mode': mode, 'recipe': asdict(recipe), 'seed': seed}
+            'threats': [str(t) for t in threats], 'mode': mode, 'recipe': _recorded(recipe), 'seed': seed}
+
+_LATER_FIELDS = {'precision': 'fp32', 'compile': None}  # recipe fields added after runs were recorded: recorded only when set, so those runs still resume
+
+def _recorded(recipe: Recipe) -> dict:
+    return {k: v for k, v in asdict(recipe).items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
 
 def _read_state(store: KeyedResults | None) -> dict | None:
     saved = store.read_bytes() if store is not None else None
@@ -214,6 +225,7 @@ class TrainingRun:
     history: list = field(default_factory=list)
     best: dict = field(default_factory=lambda: {'metric': -math.inf, 'epoch': -1, 'weights': None})
     running: dict = field(default_factory=lambda: {'loss': 0., 'acc': 0., 'n': 0}) # training loss and accuracy so far in this epoch
+    attacked: nn.Module | None = None # the model the training attack runs on: `model`, compiled when the recipe asks (same parameters)
 
     @property
     def selected(self) -> nn.Module:
@@ -240,10 +252,12 @@ def start_run(model: nn.Module, data: Split | Dataset, threats: list[ThreatModel
     if world > 1 and device.type == 'cuda': model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # global batch statistics (GPU only)
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None) if world > 1 else model
     steps_per_epoch = -(-len(data) // recipe.batch_size)
-    return TrainingRun(model, net, _optimizer(model, recipe), torch.amp.GradScaler('cuda', enabled=recipe.amp and device.type == 'cuda'),
+    compiled = (lambda m: torch.compile(m, backend=recipe.compile)) if recipe.compile else (lambda m: m)  # shares the parameters
+    return TrainingRun(model, compiled(net), _optimizer(model, recipe), torch.amp.GradScaler('cuda', enabled=recipe.amp and device.type == 'cuda'),
                        weight_ema(model, recipe.ema_decay) if recipe.ema_decay else None,
                        imagenet_mixup(_num_classes(model, data), label_smoothing=recipe.label_smoothing) if recipe.mixup else None,
-                       recipe, threats, mode, seed, device, steps_per_epoch, max(1, round(recipe.epochs * steps_per_epoch)), rank, world)
+                       recipe, threats, mode, seed, device, steps_per_epoch, max(1, round(recipe.epochs * steps_per_epoch)), rank, world,
+                       attacked=compiled(model))
 
 # %% ../nbs/03c_training.ipynb #trnrun02
 def _global_batch(run: TrainingRun, data: Split | Dataset, batches) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
@@ -258,12 +272,13 @@ def _global_batch(run: TrainingRun, data: Split | Dataset, batches) -> tuple[tor
 def _optimizer_step(run: TrainingRun, x: torch.Tensor, y: torch.Tensor, position: tuple[int, int]) -> None:
     "One step: the adversarial batch, the learning rate of the step, forward (AMP), backward (DDP-weighted), update, EMA, running statistics."
     r = run.recipe
-    x_train = adversarial_batch(run.model, x, y, run.threats, run.mode, r, derive_seed(run.seed, run.step, 'attack'), position)
+    with attack_precision(r.precision, run.device):  # training examples need no fp32 re-verification: a weaker one only trains less
+        x_train = adversarial_batch(run.attacked, x, y, run.threats, run.mode, r, derive_seed(run.seed, run.step, 'attack'), position)
     for group in run.optimizer.param_groups: group['lr'] = learning_rate(r, run.step, run.total_steps, run.steps_per_epoch)
     run.net.train()
     targets = y
     if run.mixup is not None: x_train, targets = run.mixup(x_train, y)
-    with torch.autocast(run.device.type, enabled=run.scaler.is_enabled()):
+    with torch.autocast(run.device.type, dtype=torch.bfloat16 if r.precision == 'bf16' else None, enabled=run.scaler.is_enabled() or r.precision == 'bf16'):
         logits = run.net(x_train)
         loss = F.cross_entropy(logits, targets, label_smoothing=0. if run.mixup is not None else r.label_smoothing)
     run.optimizer.zero_grad(set_to_none=True)
@@ -307,7 +322,7 @@ def train(model: nn.Module, # the model to train (in place); made by `create_mod
           val: Split | None = None, # validation split for checkpoint selection (None: keep the last weights)
           out_dir: str | Path | None = None, # where the resumable state and the best checkpoint go (None: in memory only)
           seed: int = 0, # seed of the data order and the attacks
-          device: str | torch.device | None = None, # default: the model's device
+          device: str | torch.device | None = None, # None: the model's device (`resolve_device`)
           show_progress: bool = True, # progress bar with loss, accuracy on the training batch, validation accuracy
           stop_after_steps: int | None = None, # stop early (to test resuming)
           metadata: dict | None = None, # extra metadata for the saved checkpoint (parent, ...)
@@ -318,7 +333,7 @@ def train(model: nn.Module, # the model to train (in place); made by `create_mod
     threats = [threats] if isinstance(threats, ThreatModel) else list(threats)
     if mode not in TRAINING_MODES: raise ValueError(f"Unknown mode {mode!r}; expected one of {', '.join(TRAINING_MODES)}.")
     if mode == 'single' and len(threats) != 1: raise ValueError(f"mode='single' trains against one threat model, got {len(threats)}; use 'max' or 'sat'.")
-    device = torch.device(device) if device is not None else model_device(model)
+    device = resolve_device(device, model)
     run = start_run(model, data, threats, recipe, mode, seed, device)
     out_dir = Path(out_dir) if out_dir is not None else None
     store = KeyedResults(out_dir / 'state.pt', _run_record(run.model, data, threats, mode, recipe, seed), 'the training state') if out_dir is not None else None
@@ -351,7 +366,7 @@ def finetune(checkpoint: str | Path, # the parent checkpoint (.safetensors from 
              **kwargs, # passed to `train`
             ) -> TrainResult:
     "θ_p→q: the parent model fine-tuned to `target`, its lineage in the saved checkpoint's metadata."
-    model, parent = load_checkpoint(checkpoint, kwargs.get('device') or 'cpu')  # None: on the CPU, where `train` then keeps it (the model's device)
+    model, parent = load_checkpoint(checkpoint, resolve_device(kwargs.get('device'), checkpoint))  # None: a checkpoint goes to the best available device
     sources = [ThreatModel(t['norm'], t['eps']) for t in parent.get('threats', [])]
     targets = [target] if isinstance(target, ThreatModel) else list(target)
     if isinstance(recipe, str) and len(sources) == 1 and len(targets) == 1: recipe = finetune_recipe(recipe, sources[0], targets[0])

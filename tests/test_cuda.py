@@ -66,7 +66,7 @@ def test_soups_and_attacks_on_cuda_match_the_cpu():
     from robust_soups.soups import SoupEvaluator, make_soup, predict_soups
     digits = _digits()
     torch.manual_seed(0)
-    ingredients = [create_model('small_cnn', in_chans=1) for _ in range(3)]
+    ingredients = {name: create_model('small_cnn', in_chans=1) for name in 'abc'}
     grid = [(1., 0., 0.), (.2, .3, .5), (1.4, -.2, -.2)]
     x = digits['test'].x[:128]
     on_cpu = predict_soups(SoupEvaluator(ingredients, create_model('small_cnn', in_chans=1)), grid, x, show_progress=False)

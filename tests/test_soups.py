@@ -14,7 +14,7 @@ from robust_soups.models import create_model
 from robust_soups.soups import SoupEvaluator, predict_soups_sharded, simplex_grid
 if 'RANK' in os.environ: torch.distributed.init_process_group('gloo')
 seed_everything(0)
-ingredients = [create_model('small_cnn', in_chans=1).eval() for _ in range(3)]
+ingredients = {name: create_model('small_cnn', in_chans=1).eval() for name in 'abc'}
 x = load_digits_splits()['test'].x[:50]
 logits = predict_soups_sharded(SoupEvaluator(ingredients, create_model('small_cnn', in_chans=1)), simplex_grid(3, .2), x, show_progress=False)
 if 'RANK' not in os.environ or torch.distributed.get_rank() == 0: torch.save(logits, sys.argv[1])
