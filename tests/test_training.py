@@ -1,4 +1,4 @@
-"""Training as a user runs it: killed with SIGKILL and resumed, and under torchrun with 2 gloo processes (data in memory or streamed)."""
+"""Training as a user runs it: killed with SIGKILL and resumed, and under torchrun with 2 gloo processes (data in memory or streamed, eager or compiled)."""
 import os
 import shutil
 import signal
@@ -21,7 +21,7 @@ from robust_soups.threats import threat_models
 from robust_soups.training import get_recipe, train
 
 out, n, epochs, norm_layer, with_val = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5] == 'val'
-streamed = len(sys.argv) > 6 and sys.argv[6] == 'stream'
+streamed, compiled = 'stream' in sys.argv[6:], 'compile' in sys.argv[6:]
 
 class Items(torch.utils.data.Dataset):  # the same points as a dataset, read item by item by DataLoader workers
     def __init__(self, split): self.split = split
@@ -32,7 +32,7 @@ if distributed: torch.distributed.init_process_group('gloo')
 digits = load_digits_splits()
 seed_everything(0)
 model = create_model('small_cnn', in_chans=1, norm_layer=norm_layer)
-recipe = get_recipe('digits', epochs=epochs, save_every=2)
+recipe = get_recipe('digits', epochs=epochs, save_every=2, compile='aot_eager' if compiled else None)
 data = Items(digits['train'].head(n)) if streamed else digits['train'].head(n)
 result = train(model, data, threat_models('digits')['linf'], recipe, val=digits['val'].head(60) if with_val else None,
                out_dir=out / 'run', show_progress=False, workers=1 if streamed else 0)
@@ -99,6 +99,17 @@ def test_streamed_ddp_with_two_gloo_processes_matches_one_process_in_memory(tmp_
     args = (256, 1, 'group', 'noval')
     finish(run_script(tmp_path, tmp_path / 'single', *args))
     finish(run_script(tmp_path, tmp_path / 'ddp', *args, 'stream', launcher=[torchrun, '--standalone', '--nproc_per_node=2']))
+    single, ddp = weights(tmp_path / 'single' / 'final.safetensors'), weights(tmp_path / 'ddp' / 'final.safetensors')
+    for key in single:
+        assert torch.allclose(single[key], ddp[key], atol=1e-4, rtol=1e-3), (key, (single[key] - ddp[key]).abs().max())
+
+
+def test_compiled_ddp_with_two_gloo_processes_matches_one_eager_process(tmp_path):
+    "The recipe's torch.compile path under DDP (aot_eager: the compiler's tracing, no code generation) ends where the eager single process does."
+    torchrun = shutil.which('torchrun') or str(Path(sys.executable).parent / 'torchrun')
+    args = (256, 1, 'group', 'noval')
+    finish(run_script(tmp_path, tmp_path / 'single', *args))
+    finish(run_script(tmp_path, tmp_path / 'ddp', *args, 'memory', 'compile', launcher=[torchrun, '--standalone', '--nproc_per_node=2']))
     single, ddp = weights(tmp_path / 'single' / 'final.safetensors'), weights(tmp_path / 'ddp' / 'final.safetensors')
     for key in single:
         assert torch.allclose(single[key], ddp[key], atol=1e-4, rtol=1e-3), (key, (single[key] - ddp[key]).abs().max())
