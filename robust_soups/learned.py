@@ -21,7 +21,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .attacks import apgd
-from .core import KeyedResults, atomic_write_bytes, fingerprint, progress, resolve_device
+from .core import KeyedResults, atomic_write_bytes, fingerprint, progress, resolve_device, with_intervals
 from .data import Split
 from .models import predict
 from .shifts import ShiftPredictions, rank_soups
@@ -266,9 +266,14 @@ def compare_with_grid(ingredients: dict[str, nn.Module | str | Path], # models (
         if method == 'grid': row = _grid_row(predictions, shift, draw, held)
         elif method == 'greedy': row = _greedy_row(models, split, draw, held, device)
         else: row = _learned_row(models, split, draw, held, method, device, steps=steps, lr=lr, batch_size=batch_size, seed=seed + trial)
-        rows.append({'shift': shift, 'k': k, 'trial': trial, 'method': method, 'images': len(draw), **row, 'weights': json.dumps([round(w, 4) for w in row['weights']])})
-        if store is not None: store.write_table(pd.DataFrame(rows))
-    return pd.DataFrame(rows)
+        rows.append({'shift': shift, 'k': k, 'trial': trial, 'method': method, 'images': len(draw), 'points': len(held), **row,
+                     'weights': json.dumps([round(w, 4) for w in row['weights']])})
+        if store is not None: store.write_table(_with_held_out_interval(rows))
+    return _with_held_out_interval(rows)
+
+def _with_held_out_interval(rows: list[dict]) -> pd.DataFrame:
+    "The rows with a 95% interval for each held-out accuracy (kept rows read back carry one already)."
+    return with_intervals(pd.DataFrame(rows).drop(columns=['held_out_low', 'held_out_high'], errors='ignore'), ['held_out'])
 
 # %% ../nbs/06_learned_soups.ipynb #38dc7af8
 def _per_trial(results: pd.DataFrame) -> pd.DataFrame:

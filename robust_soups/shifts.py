@@ -21,7 +21,7 @@ from safetensors.torch import load as load_safetensors_bytes, save as save_safet
 from torch import nn
 from torch.utils.data import DataLoader, SequentialSampler, Subset
 
-from .core import KeyedResults, atomic_write_bytes, eval_mode, progress, resolve_device
+from .core import KeyedResults, atomic_write_bytes, eval_mode, progress, resolve_device, with_intervals
 from .data import Split, correct_predictions
 from .soups import SoupEvaluator, affine_grid, as_models, state_of
 from fastcore.meta import delegates
@@ -378,8 +378,8 @@ def data_efficiency(predictions: ShiftPredictions, pool: torch.Tensor, held: tor
             draws = torch.stack([torch.randperm(pool_flags.shape[1], generator=generator)[:k] for _ in range(trials)])  # (trials, k)
             scores = pool_flags[:, draws].mean(-1)  # (soups, trials)
             chosen = torch.stack([rank_soups(scores[:, t], 1)[0] for t in range(trials)])
-            rows += [{'shift': shift, 'k': k, 'trial': t, 'soup': int(c), 'held_out': held_accuracy[c].item()} for t, c in enumerate(chosen)]
-    return pd.DataFrame(rows)
+            rows += [{'shift': shift, 'k': k, 'trial': t, 'soup': int(c), 'points': len(held), 'held_out': held_accuracy[c].item()} for t, c in enumerate(chosen)]
+    return with_intervals(pd.DataFrame(rows), ['held_out'])  # n and a 95% interval per held-out accuracy
 
 # %% ../nbs/05_shift_soups.ipynb #b38e39b2
 def efficiency_table(curves: pd.DataFrame, # from `data_efficiency`, with a 'group' column
