@@ -408,14 +408,18 @@ def plot_data_efficiency(curves: pd.DataFrame, # from `data_efficiency`, with a 
     return fig
 
 # %% ../nbs/05_shift_soups.ipynb #94bff188
-def top_weights(predictions: ShiftPredictions, specific: pd.DataFrame) -> pd.DataFrame:
+def top_weights(predictions: ShiftPredictions, specific: pd.DataFrame,
+                pool: torch.Tensor | None = None, # the selection points: adds each soup's accuracy on them, with n and a 95% interval
+               ) -> pd.DataFrame:
     "Weights of each shift's top-k soups: one row per (shift, rank)."
-    return pd.DataFrame([{'shift': shift, 'rank': r + 1, **dict(zip(predictions.names, predictions.grid[i]))}
+    rows = pd.DataFrame([{'shift': shift, 'rank': r + 1, **dict(zip(predictions.names, predictions.grid[i])),
+                          **({'points': len(pool), 'selection': predictions.accuracy(shift, pool)[i].item()} if pool is not None else {})}
                          for shift, top in specific['top'].items() for r, i in enumerate(top)])
+    return rows if pool is None else with_intervals(rows, ['selection'])
 
 def plot_composition(weights: pd.DataFrame, shifts: Sequence[str], title: str = '') -> plt.Figure:
     "Fig. 7: for each shift, the ingredient weights of its top soups as grouped bars (negative weights below zero)."
-    names = [c for c in weights.columns if c not in ('shift', 'rank')]
+    names = [c for c in weights.columns if c not in ('shift', 'rank', 'points') and not c.startswith('selection')]  # the ingredients' weights
     fig, axes = plt.subplots(1, len(shifts), figsize=(2.4 * len(shifts), 2.8), sharey=True, squeeze=False)
     colors = plt.cm.tab10(np.arange(len(names)))
     for ax, shift in zip(axes[0], shifts):
@@ -432,7 +436,7 @@ def plot_composition(weights: pd.DataFrame, shifts: Sequence[str], title: str = 
 def plot_composition_grid(weights: pd.DataFrame, corruptions: Sequence[str], severities: Sequence[int],
                           name_of=lambda c, s: f'{c}-{s}', title: str = '') -> plt.Figure:
     "Fig. 9/11: per ingredient, a corruption × severity heat map of its mean weight in the top soups."
-    names = [c for c in weights.columns if c not in ('shift', 'rank')]
+    names = [c for c in weights.columns if c not in ('shift', 'rank', 'points') and not c.startswith('selection')]  # the ingredients' weights
     mean = weights.groupby('shift')[names].mean()
     fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names) + 1, .28 * len(corruptions) + 1.4), sharey=True)
     for ax, name in zip(np.atleast_1d(axes), names):
