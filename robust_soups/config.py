@@ -19,9 +19,9 @@ from .data import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, DATASETS, get_data
 from .threats import THREAT_NAMES
 
 # %% auto #0
-__all__ = ['Count', 'Real', 'Step', 'Epochs', 'ConfigError', 'EvalSettings', 'ImportSettings', 'ShiftSettings',
-           'ExperimentConfig', 'check_relations', 'validate_config', 'config_keys', 'available_configs',
-           'parse_override', 'one_line', 'load_config']
+__all__ = ['Count', 'Real', 'Step', 'Epochs', 'ConfigError', 'EvalSettings', 'TrainingSettings', 'ImportSettings',
+           'ShiftSettings', 'ExperimentConfig', 'check_relations', 'validate_config', 'config_keys',
+           'available_configs', 'parse_override', 'one_line', 'load_config']
 
 # %% ../nbs/89_config.ipynb #cfg06
 class ConfigError(Exception):
@@ -56,6 +56,11 @@ Epochs = Annotated[Any, AfterValidator(_epochs)]
 class _Section(BaseModel):
     model_config = ConfigDict(extra='forbid', protected_namespaces=())
 
+def _batch_size(v):
+    "A positive whole number, or 'auto'."
+    if v == 'auto' or isinstance(v, int) and not isinstance(v, bool) and v >= 1: return v
+    raise ValueError(f"must be a positive whole number or 'auto', got {v!r}")
+
 class EvalSettings(_Section):
     "The l_p evaluation of models and soups (the `eval:` section)."
     points: Optional[Count] = None # test points (None: all)
@@ -63,6 +68,8 @@ class EvalSettings(_Section):
     pair_step: Step = .1 # w step of the two-model soups
     simplex_step: Step = .2 # step of the three-model simplex
     extrapolation: tuple[Real, Real, Annotated[Real, Field(gt=0)]] = (-.4, 1.4, .1) # low, high, step of w·θ_base + (1−w)·θ_base→l2
+    precision: str = 'fp32' # the attacks' passes: fp32, or bf16 (every adversarial example re-verified in fp32)
+    batch_size: Annotated[Any, AfterValidator(_batch_size)] = 256 # points attacked together; auto: the largest that fits on the device
 
     @field_validator('preset')
     @classmethod
@@ -70,11 +77,34 @@ class EvalSettings(_Section):
         from robust_soups.attacks import EVALUATION_PRESETS
         return _known(v, EVALUATION_PRESETS, 'attack preset')
 
+    @field_validator('precision')
+    @classmethod
+    def _precision(cls, v): return _precision(v)
+
     @field_validator('extrapolation')
     @classmethod
     def _range(cls, v):
         if not v[0] < v[1]: raise ValueError(f'needs low < high, got [{v[0]}, {v[1]}, {v[2]}]')
         return v
+
+def _precision(v: str) -> str:
+    from robust_soups.attacks import PRECISIONS
+    return _known(v, PRECISIONS, 'precision')
+
+class TrainingSettings(_Section):
+    "How every model of the experiment is trained, whatever its recipe (the `training:` section): the speed settings of `training.Recipe`."
+    precision: str = 'fp32' # fp32, or bf16: the training and attack passes under bfloat16 autocast
+    compile: Optional[str] = None # a `torch.compile` backend (inductor on a GPU); None: eager
+
+    @field_validator('precision')
+    @classmethod
+    def _precision(cls, v): return _precision(v)
+
+    @field_validator('compile')
+    @classmethod
+    def _compile(cls, v):
+        import torch
+        return v if v is None else _known(v, ['eager', 'aot_eager', *torch.compiler.list_backends()], 'torch.compile backend')  # (aot_)eager: tracing only, for tests
 
 class ImportSettings(_Section):
     "How checkpoints of other projects (`base_checkpoint`, `.pt` files in `checkpoints`) are read (the `imports:` section; see `models.import_model`)."
@@ -142,6 +172,7 @@ class ExperimentConfig(_Section):
     imports: ImportSettings = ImportSettings()
     workers: Annotated[StrictInt, Field(ge=0)] = 0 # data-loading processes for streamed training data
     image_size: Optional[Count] = None
+    training: TrainingSettings = TrainingSettings()
     eval: EvalSettings = EvalSettings()
     shifts: ShiftSettings = ShiftSettings()
 

@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['get_device', 'model_device', 'resolve_device', 'seed_everything', 'rank_and_world', 'eval_mode', 'atomic_write_bytes',
-           'atomic_write_json', 'fingerprint', 'data_fingerprint', 'derive_seed', 'KeyedResults', 'progress',
-           'shared_data_path', 'accuracy_interval', 'paired_comparison', 'with_intervals', 'format_accuracies']
+           'atomic_write_json', 'fingerprint', 'data_fingerprint', 'derive_seed', 'KeyedResults',
+           'without_later_defaults', 'progress', 'shared_data_path', 'accuracy_interval', 'paired_comparison',
+           'with_intervals', 'format_accuracies']
 
 # %% ../nbs/00_core.ipynb #65f85416
 def get_device(preference: str | torch.device | None = None, # 'cpu', 'cuda', 'cuda:1', ... or None for the best available
@@ -179,6 +180,12 @@ class KeyedResults:
     def write_table(self, table: pd.DataFrame, index: bool = False) -> Path:
         "Save every row so far, atomically: appending is rewriting old rows and new ones as one file."
         return self.write_bytes(table.to_csv(index=index).encode())
+
+def without_later_defaults(record: dict, # what a key records: settings by name
+                           later: dict, # settings that joined the record after results were keyed, by name: their defaults
+                          ) -> dict:
+    "`record` without the later settings that hold their defaults: results keyed before those settings existed keep their key, and any other value is part of it."
+    return {k: v for k, v in record.items() if k not in later or v != later[k]}
 
 # %% ../nbs/00_core.ipynb #2be8681c
 def progress(iterable=None, # what to iterate over (or None with `total`)

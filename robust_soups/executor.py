@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ from torch import nn
 
 from .config import ConfigError, available_configs, load_config, one_line, parse_override, validate_config
 from .core import (atomic_write_bytes, atomic_write_json, data_fingerprint, eval_mode, fingerprint, format_accuracies, get_device,
-                               rank_and_world, seed_everything)
+                               rank_and_world, seed_everything, without_later_defaults)
 from .data import get_dataset
 from .threats import threat_models
 from .attacks import EVALUATION_PRESETS
@@ -31,7 +32,7 @@ from .own_models import (GRIDS, RADII_PRESETS, evaluate_checkpoints, file_sha256
                                      select_and_write_soup, soup_grid, soup_grid_search, threats_for, write_soup)
 
 # %% auto #0
-__all__ = ['STAGES', 'STAGE_INPUTS', 'STAGE_FORMATS', 'CHECKPOINT_SUFFIXES', 'CLAIMS_NOTE', 'STAGE_FUNCTIONS',
+__all__ = ['STAGES', 'STAGE_INPUTS', 'STAGE_FORMATS', 'LATER_ENTRIES', 'CHECKPOINT_SUFFIXES', 'CLAIMS_NOTE', 'STAGE_FUNCTIONS',
            'CHECKPOINT_COMMANDS', 'stage_keys', 'data_root', 'check_runnable', 'checkpoint_file',
            'read_given_checkpoint', 'Context', 'load_data', 'data_identity', 'finetune_recipes', 'stage_train',
            'stage_finetune', 'stage_baselines', 'stage_soups', 'stage_shifts', 'format_claims', 'stage_report',
@@ -43,15 +44,28 @@ STAGES = ('train', 'finetune', 'baselines', 'soups', 'shifts', 'report')
 
 # %% ../nbs/90_executor.ipynb #46167bd2
 STAGE_INPUTS = {  # configuration entries each stage reads, and the stages it builds on
-    'train': (['dataset', 'model', 'model_kwargs', 'seed', 'base', 'recipe', 'epochs', 'checkpoints', 'base_checkpoint', 'imports', 'image_size'], []),
-    'finetune': (['targets', 'finetune_recipe', 'finetune_epochs', 'nominal_finetune_epochs'], ['train']),
-    'baselines': (['baselines', 'finetune_recipe', 'finetune_epochs'], ['train']),
+    'train': (['dataset', 'model', 'model_kwargs', 'seed', 'base', 'recipe', 'epochs', 'checkpoints', 'base_checkpoint', 'imports', 'image_size', 'training'], []),
+    'finetune': (['targets', 'finetune_recipe', 'finetune_epochs', 'nominal_finetune_epochs', 'training'], ['train']),
+    'baselines': (['baselines', 'finetune_recipe', 'finetune_epochs', 'training'], ['train']),
     'soups': (['eval', 'image_size'], ['train', 'finetune', 'baselines']),
     'shifts': (['shifts', 'image_size'], ['train', 'finetune']),
     'report': ([], ['soups', 'shifts']),
 }
 
 STAGE_FORMATS = {'baselines': 2, 'soups': 4, 'shifts': 4}  # raised when a stage's saved results change form (soups, shifts 2: claims, standard errors; 3: ingredient checks, selection split; shifts 4: Table 1 by row ids; soups 4: the strong preset's l1 attack; baselines 2: the independent nominal model): older ones are recomputed, never misread
+
+LATER_ENTRIES = {'training': {'precision': 'fp32', 'compile': None}, 'eval': {'precision': 'fp32', 'batch_size': 256}}  # settings added after run folders were written: keyed only where they differ from these, so those runs keep their keys
+
+def _keyed_entries(config: dict, entries: list[str]) -> dict:
+    "The entries a stage's key records, later settings at their defaults left out (and a section that is left empty)."
+    record = {}
+    for entry in entries:
+        value = config.get(entry)
+        if entry in LATER_ENTRIES and isinstance(value, dict):
+            value = without_later_defaults(value, LATER_ENTRIES[entry])
+            if not value: continue
+        record[entry] = value
+    return record
 
 def stage_keys(config: dict, # a validated configuration
                data: dict | None = None, # the identity of the data read (`data_identity`): part of the first stage's key, so of every key
@@ -60,7 +74,7 @@ def stage_keys(config: dict, # a validated configuration
     keys = {}
     for stage in STAGES:
         entries, upstream = STAGE_INPUTS[stage]
-        record = {'entries': {e: config.get(e) for e in entries}, 'upstream': [keys[u] for u in upstream]}
+        record = {'entries': _keyed_entries(config, entries), 'upstream': [keys[u] for u in upstream]}
         if stage in STAGE_FORMATS: record['format'] = STAGE_FORMATS[stage]
         if not upstream and data is not None: record['data'] = data
         keys[stage] = fingerprint(json.dumps(record, sort_keys=True))[:10]
@@ -203,15 +217,19 @@ def _epochs(epochs) -> dict:
     "The recipe fields the configuration overrides (`epochs` / `finetune_epochs`; null keeps the recipe's)."
     return {} if epochs is None else {'epochs': epochs}
 
+def _speed(config: dict) -> dict:
+    "The recipe fields of every model the configuration trains, from its `training:` section (precision, compile)."
+    return dict(config.get('training') or {})
+
 def finetune_recipes(config: dict) -> dict:
     "The `Recipe` of every fine-tune and baseline of the configuration by model name: the paper's rule for each (base, target) pair, then `finetune_epochs`."
     from robust_soups.lp_soups import baseline_name, ingredient_name
     from robust_soups.training import finetune_recipe, get_recipe
     c, threats, epochs = config, threat_models(config['dataset'], nominal=True), _epochs(config['finetune_epochs'])
     nominal = _epochs(c.get('nominal_finetune_epochs')) or epochs  # θ_base→nominal: its own override, else finetune_epochs, else the recipe's rule
-    recipes = {ingredient_name(c['base'], q): finetune_recipe(c['finetune_recipe'], threats[c['base']], threats[q], **(nominal if q == 'nominal' else epochs))
+    recipes = {ingredient_name(c['base'], q): finetune_recipe(c['finetune_recipe'], threats[c['base']], threats[q], **(nominal if q == 'nominal' else epochs), **_speed(c))
                for q in c['targets']}
-    return recipes | {baseline_name(m, together): get_recipe(c['finetune_recipe'], **epochs) for together in c['baselines'] for m in ('max', 'sat')}
+    return recipes | {baseline_name(m, together): get_recipe(c['finetune_recipe'], **epochs, **_speed(c)) for together in c['baselines'] for m in ('max', 'sat')}
 
 # %% ../nbs/90_executor.ipynb #0d501865
 def _check_model_fits(model, data, config: dict) -> None:
@@ -236,7 +254,7 @@ def stage_train(ctx: Context) -> dict:
     seed_everything(c['seed'])
     model = create_model(c['model'], **(c.get('model_kwargs') or {}))
     _check_model_fits(model, ctx.train_data(), c)
-    result = train(model, ctx.train_data(), ctx.threats()[c['base']], get_recipe(c['recipe'], **_epochs(c['epochs'])), out_dir=ctx.folders['train'] / c['base'],
+    result = train(model, ctx.train_data(), ctx.threats()[c['base']], get_recipe(c['recipe'], **_epochs(c['epochs']), **_speed(c)), out_dir=ctx.folders['train'] / c['base'],
                    **ctx.training_options())
     return {'models': [c['base']], 'selected_epoch': result.best_epoch}
 
@@ -264,7 +282,7 @@ def stage_baselines(ctx: Context) -> dict:
     parent, names = ctx.folders['train'] / c['base'] / 'best.safetensors', []
     if not _imported(ctx, 'baselines', 'nominal', required=False):  # Table 1's nominal model: trained from scratch as θ_base is, without attacks
         seed_everything(c['seed'])
-        train(create_model(c['model'], **(c.get('model_kwargs') or {})), ctx.train_data(), threats['nominal'], get_recipe(c['recipe'], **_epochs(c['epochs'])),
+        train(create_model(c['model'], **(c.get('model_kwargs') or {})), ctx.train_data(), threats['nominal'], get_recipe(c['recipe'], **_epochs(c['epochs']), **_speed(c)),
               out_dir=ctx.folders['baselines'] / 'nominal', **ctx.training_options())
     if (ctx.folders['baselines'] / 'nominal').is_dir(): names.append('nominal')
     for together in c['baselines']:
@@ -288,7 +306,7 @@ def stage_soups(ctx: Context) -> dict:
     threats = ctx.threats(nominal=False)
     test = ctx.data['test'] if e['points'] is None else ctx.data['test'].head(e['points'])
     models, cache = as_models(ctx.checkpoints(), ctx.device), folder / 'cache'  # loaded once for every evaluation below
-    common = dict(preset=e['preset'], seed=c['seed'], device=ctx.device)
+    common = dict(preset=e['preset'], precision=e['precision'], batch_size=e['batch_size'], seed=c['seed'], device=ctx.device)
     results = {'models': evaluate_models(models, test, threats, cache_dir=cache, show_progress=ctx.show_progress, with_flags=True, **common)}
     results['checks'] = ingredient_checks(results['models'])  # did each ingredient learn its threat? (before any soup is built from it)
     warn_unlearned(results['checks'])
@@ -627,11 +645,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 # %% ../nbs/90_executor.ipynb #fef2ad5f
-def _init_distributed() -> None:
-    if 'RANK' in os.environ and not torch.distributed.is_initialized():
+@contextlib.contextmanager
+def _process_group():
+    "Under torchrun, the run's process group, ended when the run ends (gloo can abort at interpreter exit otherwise)."
+    started = 'RANK' in os.environ and not torch.distributed.is_initialized()
+    if started:
         backend = 'nccl' if torch.cuda.is_available() else 'gloo'
         if torch.cuda.is_available(): torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
         torch.distributed.init_process_group(backend)
+    try: yield
+    finally:
+        if started and torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `robust_soups` command."
@@ -652,19 +676,19 @@ def main(argv: list[str] | None = None) -> int:
         import yaml
         print(f"# {config['name']}: valid, resolved (every default filled in); runnable here\n" + yaml.safe_dump(config, sort_keys=False), end='')
         return 0
-    _init_distributed()
-    out = Path(args.out or f"runs/{config['name']}")
-    rank, _ = rank_and_world()
-    log = (lambda m: print(m, flush=True)) if rank == 0 else (lambda m: None)
-    start = time.perf_counter()
-    try: run_pipeline(config, out, tuple(args.force), show_progress=not args.no_progress and rank == 0, log=log)
-    except ConfigError as error:
-        print(f'robust_soups: {one_line(error)}', file=sys.stderr); return 2
-    if rank == 0:
-        print(f"\nSummary ({config['name']}, {time.perf_counter() - start:.0f} s): robust accuracy (%) per threat model, "
-              f"and mean held-out accuracy (%) over the shifts\n")
-        print(format_table(summary_table(out)))
-        print(f"\nThe paper's claims, paired tests on {config['eval']['points'] or 'all'} test points (difference in points of %, 95% interval):\n")
-        print(format_table(claims_table(out)))
-        print(f'\nReport: {out / "report.md"} (figures and CSV tables beside it)')
+    with _process_group():
+        out = Path(args.out or f"runs/{config['name']}")
+        rank, _ = rank_and_world()
+        log = (lambda m: print(m, flush=True)) if rank == 0 else (lambda m: None)
+        start = time.perf_counter()
+        try: run_pipeline(config, out, tuple(args.force), show_progress=not args.no_progress and rank == 0, log=log)
+        except ConfigError as error:
+            print(f'robust_soups: {one_line(error)}', file=sys.stderr); return 2
+        if rank == 0:
+            print(f"\nSummary ({config['name']}, {time.perf_counter() - start:.0f} s): robust accuracy (%) per threat model, "
+                  f"and mean held-out accuracy (%) over the shifts\n")
+            print(format_table(summary_table(out)))
+            print(f"\nThe paper's claims, paired tests on {config['eval']['points'] or 'all'} test points (difference in points of %, 95% interval):\n")
+            print(format_table(claims_table(out)))
+            print(f'\nReport: {out / "report.md"} (figures and CSV tables beside it)')
     return 0

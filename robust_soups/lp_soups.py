@@ -17,11 +17,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .core import KeyedResults, atomic_write_bytes, atomic_write_json, fingerprint, paired_comparison, progress, resolve_device, seed_everything
+from .core import (KeyedResults, atomic_write_bytes, atomic_write_json, fingerprint, paired_comparison, progress, resolve_device, seed_everything,
+                               without_later_defaults)
 from .data import Split
 from .threats import ThreatModel
 from .models import create_model, load_checkpoint
-from .attacks import EVALUATION_PRESETS, as_threat_dict, evaluate_flags, summarize_flags
+from .attacks import EVALUATION_PRESETS, as_threat_dict, evaluate_flags, largest_batch, summarize_flags
 from .training import Recipe, finetune, train
 from .soups import SoupEvaluator, as_models, make_soup, pair_grid, simplex_grid, state_of
 from fastcore.meta import delegates
@@ -140,6 +141,8 @@ def flags_of(row: pd.Series) -> dict[str, torch.Tensor]:
     return {c.removeprefix('flags:'): decode_flags(v, row['points']) for c, v in row.items() if c.startswith('flags:')}
 
 # %% ../nbs/04_lp_soups.ipynb #7e4d2662
+_LATER_DEFAULTS = {'batch_size': 256, 'precision': 'fp32'}  # settings keyed after caches were written: keyed only when they differ, so those caches still resume
+
 def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models (or checkpoints) by name, one architecture
                        grid: Sequence[Sequence[float]], # soup weights, one per ingredient in the dict's order
                        data: Split | tuple[torch.Tensor, torch.Tensor], # evaluation points, x in [0, 1]
@@ -148,7 +151,8 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
                        path: str | Path | None = None, # CSV to resume from and append to (None: nothing saved)
                        preset: str = 'default', # attack preset
                        affine: bool = True, # weights must sum to 1
-                       batch_size: int = 256,
+                       batch_size: int | str = 256, # points attacked together, or 'auto': the largest that fits (`attacks.largest_batch`)
+                       precision: str = 'fp32', # the attacks' passes: 'fp32' or 'bf16' (re-verified in fp32, see `attacks.evaluate_flags`)
                        seed: int = 0, # seed of the attacks
                        device: str | torch.device | None = None, # None: where the models are, else the best available (`resolve_device`)
                        with_flags: bool = False, # also return each soup's per-point flags ('flags:METRIC' columns, see `flags_of`)
@@ -164,6 +168,8 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
     attacks = {n: getattr(a, 'settings', getattr(a, '__name__', '')) for n, a in EVALUATION_PRESETS[preset].items()}  # what the preset is, not only its name
     config = {'ingredients': names, 'weights': fingerprint([state_of(m) for m in models.values()]), 'data': fingerprint(x, y),
               'points': len(y), 'threats': {k: str(t) for k, t in threats.items()}, 'preset': preset, 'attacks': attacks, 'seed': seed}
+    if batch_size == 'auto': batch_size = largest_batch(evaluator.model, torch.as_tensor(x[0]).to(device, torch.float32), limit=max(64, 1 << (len(y) - 1).bit_length()))
+    config = without_later_defaults(config | {'batch_size': batch_size, 'precision': precision}, _LATER_DEFAULTS)  # random starts depend on the batches
     store = KeyedResults(path, config, 'soup evaluations') if path is not None else None  # resumed, or refused when computed otherwise
     saved = store.read_table(engine='python', dtype={c: str for c in flag_columns}) if store is not None else None  # exact floats; flags as text
     done = pd.DataFrame(columns=columns) if saved is None else saved
@@ -171,7 +177,7 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
     todo = [w for w in dict.fromkeys(_weights_key(w) for w in grid) if w not in cached]
     for weights in progress(todo, show_progress, desc=f'soups ({len(cached)} cached)'):
         soup = evaluator.load(weights, affine)
-        flags = evaluate_flags(soup, (x, y), threats, preset=preset, batch_size=batch_size, seed=seed, show_progress=False)
+        flags = evaluate_flags(soup, (x, y), threats, preset=preset, batch_size=batch_size, precision=precision, seed=seed, show_progress=False)
         label = ' + '.join(f'{w:g}·{n}' for w, n in zip(weights, names) if w)
         row = pd.concat([pd.DataFrame([dict(zip(columns, weights), soup=label)]), summarize_flags(flags),
                          pd.DataFrame([{f'flags:{k}': encode_flags(v) for k, v in flags.items()}])], axis=1)

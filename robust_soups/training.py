@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .attacks import PRECISIONS, apgd, apgd_run, attack_precision
-from .core import KeyedResults, atomic_write_bytes, data_fingerprint, derive_seed, progress, rank_and_world, resolve_device
+from .core import KeyedResults, atomic_write_bytes, data_fingerprint, derive_seed, progress, rank_and_world, resolve_device, without_later_defaults
 from .data import Split, imagenet_mixup
 from .models import load_checkpoint, predict, save_checkpoint
 from fastcore.meta import delegates
@@ -140,7 +140,7 @@ def _run_record(model: nn.Module, data: Split | Dataset, threats, mode, recipe: 
 _LATER_FIELDS = {'precision': 'fp32', 'compile': None}  # recipe fields added after runs were recorded: recorded only when set, so those runs still resume
 
 def _recorded(recipe: Recipe) -> dict:
-    return {k: v for k, v in asdict(recipe).items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
+    return without_later_defaults(asdict(recipe), _LATER_FIELDS)
 
 def _read_state(store: KeyedResults | None) -> dict | None:
     saved = store.read_bytes() if store is not None else None

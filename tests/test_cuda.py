@@ -30,6 +30,7 @@ model = create_model('small_cnn', in_chans=1, norm='batch').cuda()
 result = train(model, digits['train'].head(256), threat_models('digits')['linf'], get_recipe('digits', epochs=1), show_progress=False)
 if not distributed or torch.distributed.get_rank() == 0:
     save_file({k: v.detach().contiguous().cpu() for k, v in result.model.state_dict().items()}, str(out / 'final.safetensors'))
+if distributed: torch.distributed.destroy_process_group()
 '''
 
 

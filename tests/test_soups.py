@@ -18,6 +18,7 @@ ingredients = {name: create_model('small_cnn', in_chans=1).eval() for name in 'a
 x = load_digits_splits()['test'].x[:50]
 logits = predict_soups_sharded(SoupEvaluator(ingredients, create_model('small_cnn', in_chans=1)), simplex_grid(3, .2), x, show_progress=False)
 if 'RANK' not in os.environ or torch.distributed.get_rank() == 0: torch.save(logits, sys.argv[1])
+if 'RANK' in os.environ: torch.distributed.destroy_process_group()
 '''
 
 

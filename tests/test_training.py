@@ -38,6 +38,7 @@ result = train(model, data, threat_models('digits')['linf'], recipe, val=digits[
                out_dir=out / 'run', show_progress=False, workers=1 if streamed else 0)
 if not distributed or torch.distributed.get_rank() == 0:
     save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, str(out / 'final.safetensors'))
+if distributed: torch.distributed.destroy_process_group()  # gloo can abort at interpreter exit otherwise
 '''
 
 
