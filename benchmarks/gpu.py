@@ -120,9 +120,14 @@ def main(model='wide_resnet_28_10', checkpoint=None, points=1000, steps=40, trai
     net = net.to(device).eval()
     x, y = (t.to(device) for t in data['test'].head(points))
     result = {'device': device_name(device), 'model': model if not checkpoint else checkpoint, 'torch': torch.__version__,
-              'compile_backend': compile_backend, 'attacks': attacks(net, x, y, steps, repeats, device, compile_backend),
-              'soups': soups(model, kwargs, x, grid_step, repeats, device),
-              'training': training(model, kwargs, data['train'].head(train_points), train_steps, repeats, device, compile_backend)}
+              'compile_backend': compile_backend, 'points': points, 'steps': steps, 'repeats': repeats}
+    sections = {'attacks': lambda: attacks(net, x, y, steps, repeats, device, compile_backend),
+                'soups': lambda: soups(model, kwargs, x, grid_step, repeats, device),
+                'training': lambda: training(model, kwargs, data['train'].head(train_points), train_steps, repeats, device, compile_backend)}
+    for name, measure in sections.items():  # written after each: a slot that ends early keeps what was measured
+        result[name] = measure()
+        atomic_write_json(out, result)
+        print(f'benchmarks/gpu.py: {name} measured', flush=True)
     print(f"{result['device']}: {model}, {points} points, {steps} APGD steps, median of {repeats} interleaved runs")
     for r in result['attacks']:
         print(f"  APGD {r['threat']:4}: / reference: fp32 {r['fp32_over_reference']:.2f}, bf16 {r['bf16_over_reference']:.2f}, "

@@ -56,6 +56,11 @@ Epochs = Annotated[Any, AfterValidator(_epochs)]
 class _Section(BaseModel):
     model_config = ConfigDict(extra='forbid', protected_namespaces=())
 
+def _divides_one(step: float) -> float:
+    "A grid step whose weights can sum to 1 (1/step whole: 0.5, 0.25, 0.2, 0.1, ...), as `soups.affine_grid` needs."
+    if abs(round(1 / step) * step - 1) > 1e-9: raise ValueError(f'1 must be a whole number of steps (e.g. 0.5, 0.25, 0.2, 0.1), got {step}')
+    return step
+
 def _batch_size(v):
     "A positive whole number, or 'auto'."
     if v == 'auto' or isinstance(v, int) and not isinstance(v, bool) and v >= 1: return v
@@ -80,6 +85,10 @@ class EvalSettings(_Section):
     @field_validator('precision')
     @classmethod
     def _precision(cls, v): return _precision(v)
+
+    @field_validator('simplex_step')
+    @classmethod
+    def _simplex_step(cls, v): return _divides_one(v)
 
     @field_validator('extrapolation')
     @classmethod
@@ -140,6 +149,10 @@ class ShiftSettings(_Section):
     def _corruptions(cls, v):
         for c in v: _known(c, CORRUPTIONS + EXTRA_CORRUPTIONS, 'corruption')
         return _unique(v)
+
+    @field_validator('grid_step')
+    @classmethod
+    def _grid_step(cls, v): return _divides_one(v)
 
     @field_validator('severities', 'ks')
     @classmethod
