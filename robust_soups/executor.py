@@ -52,7 +52,7 @@ STAGE_INPUTS = {  # configuration entries each stage reads, and the stages it bu
     'report': ([], ['soups', 'shifts']),
 }
 
-STAGE_FORMATS = {'baselines': 2, 'soups': 4, 'shifts': 4}  # raised when a stage's saved results change form (soups, shifts 2: claims, standard errors; 3: ingredient checks, selection split; shifts 4: Table 1 by row ids; soups 4: the strong preset's l1 attack; baselines 2: the independent nominal model): older ones are recomputed, never misread
+STAGE_FORMATS = {'baselines': 2, 'soups': 4, 'shifts': 5}  # raised when a stage's saved results change form (soups, shifts 2: claims, standard errors; 3: ingredient checks, selection split; shifts 4: Table 1 by row ids; shifts 5: Table 1's paired tests; soups 4: the strong preset's l1 attack; baselines 2: the independent nominal model): older ones are recomputed, never misread
 
 LATER_ENTRIES = {'training': {'precision': 'fp32', 'compile': None}, 'eval': {'precision': 'fp32', 'batch_size': 256}}  # settings added after run folders were written: keyed only where they differ from these, so those runs keep their keys
 
@@ -332,7 +332,7 @@ def stage_soups(ctx: Context) -> dict:
 # %% ../nbs/90_executor.ipynb #b4361026
 def stage_shifts(ctx: Context) -> dict:
     "The affine soup grid on the clean test set and its corruptions: selection, Table 1, data efficiency, composition."
-    from robust_soups.shifts import (data_efficiency, dataset_specific_soups, holdout_split, shift_predictions, shift_table, table_labels,
+    from robust_soups.shifts import (data_efficiency, dataset_specific_soups, holdout_split, paired_shift_tests, shift_predictions, shift_table, table_labels,
                                      to_markdown, top_weights)
     from robust_soups.lp_soups import theta_label
     from robust_soups.soups import affine_grid
@@ -357,6 +357,8 @@ def stage_shifts(ctx: Context) -> dict:
     table = shift_table(predictions, pool, held, groups, datasets=datasets)
     atomic_write_bytes(folder / 'table1.csv', table.to_csv().encode())
     atomic_write_bytes(folder / 'table1.md', to_markdown(table_labels(table)).encode())  # rows by id in the CSV, by label in print
+    paired = paired_shift_tests(predictions, pool, held, groups, datasets=datasets)  # the dataset-specific soups against every other row
+    atomic_write_bytes(folder / 'table1_paired.csv', paired.to_csv(index=False).encode())
     ks = [k for k in s['ks'] if k <= min(len(p) for p in (pool.values() if isinstance(pool, dict) else [pool]))]
     efficiency = data_efficiency(predictions, pool, held, ks, s['trials'], seed=c['seed'])
     efficiency['group'] = efficiency['shift'].map({x: g for g, xs in groups.items() for x in xs})
@@ -395,7 +397,7 @@ def stage_report(ctx: Context) -> dict:
     import matplotlib
     if 'ipykernel' not in sys.modules: matplotlib.use('Agg', force=True)  # files only, no window
     from robust_soups.lp_soups import plot_extrapolation, plot_fronts, plot_ternary, theta_label
-    from robust_soups.shifts import plot_composition_grid, plot_data_efficiency, to_markdown
+    from robust_soups.shifts import plot_composition_grid, plot_data_efficiency, row_label, to_markdown
     c, out, soups, shifts = ctx.config, ctx.out, ctx.folders['soups'], ctx.folders['shifts']
     models = pd.read_csv(soups / 'models.csv', index_col=0)
     lines = [f"# robust_soups report: {c['name']}", '', f"Dataset `{c['dataset']}`, model `{c['model']}`, base threat model "
@@ -422,9 +424,15 @@ def stage_report(ctx: Context) -> dict:
         lines += ['## Did each ingredient learn its threat?', '', verdict, '',
                   to_markdown(format_claims(checks.set_index('check')).assign(learned=checks['learned'].map({True: 'yes', False: '**no**'}).values)), '']
     lines += ['## Soups for l_p robustness', ''] + [f'![{k}]({names[k]})' for k in ('fronts', 'simplex', 'extrapolation') if k in names]
+    paired = pd.read_csv(shifts / 'table1_paired.csv')
+    by_mean = 'mean' in set(paired['group'])  # no mean when the datasets differ in size (ImageNet): every group then
+    paired = (paired[paired['group'] == 'mean'].drop(columns='group') if by_mean else paired).assign(
+        vs=lambda t: t['vs'].map(row_label), p_value=lambda t: t['p_value'].map('{:.2g}'.format)).set_index('vs' if by_mean else ['group', 'vs'])
     lines += ['', '## Soups for corruption shifts: held-out accuracy (%)', '', (shifts / 'table1.md').read_text(), '',
+              'The dataset-specific soups against every other row: paired t-test over the held-out images, difference in points of % with '
+              f"its 95% interval ({'the mean over groups' if by_mean else 'per group'}; every group in `table1_paired.csv`):", '', to_markdown(paired), '',
               f'![data efficiency]({names["data_efficiency"]})'] + ([f'![composition]({names["composition"]})'] if 'composition' in names else [])
-    for folder, files_ in ((soups, ['models.csv', 'checks.csv', 'claims.csv', 'fronts.csv', 'simplex.csv', 'extrapolation.csv']), (shifts, ['table1.csv', 'efficiency.csv', 'top_weights.csv'])):
+    for folder, files_ in ((soups, ['models.csv', 'checks.csv', 'claims.csv', 'fronts.csv', 'simplex.csv', 'extrapolation.csv']), (shifts, ['table1.csv', 'table1_paired.csv', 'efficiency.csv', 'top_weights.csv'])):
         for f in files_:
             if (folder / f).is_file(): atomic_write_bytes(out / f, (folder / f).read_bytes())
     atomic_write_bytes(out / 'report.md', ('\n'.join(lines) + '\n').encode())

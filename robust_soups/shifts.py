@@ -11,12 +11,13 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 from safetensors.torch import load as load_safetensors_bytes, save as save_safetensors_bytes
 from torch import nn
 from torch.utils.data import DataLoader, SequentialSampler, Subset
@@ -31,8 +32,9 @@ from .lp_soups import theta_label
 # %% auto #0
 __all__ = ['SELECTED_SOUPS', 'ShiftPredictions', 'shift_predictions', 'predictions_progress', 'rank_soups', 'select_soup',
            'holdout_split', 'dataset_specific_soups', 'single_soup', 'group_accuracy', 'plot_top_soups', 'mean_and_se',
-           'shift_table', 'ensemble_id', 'row_label', 'table_labels', 'to_markdown', 'data_efficiency',
-           'efficiency_table', 'plot_data_efficiency', 'top_weights', 'plot_composition', 'plot_composition_grid']
+           'row_flags', 'shift_table', 'paired_shift_tests', 'ensemble_id', 'row_label', 'table_labels', 'to_markdown',
+           'data_efficiency', 'efficiency_table', 'plot_data_efficiency', 'top_weights', 'plot_composition',
+           'plot_composition_grid']
 
 # %% ../nbs/05_shift_soups.ipynb #73481ec2
 @dataclass
@@ -304,35 +306,69 @@ def mean_and_se(per_point: Sequence[torch.Tensor], # per shift: each held-out po
     variances = [v.double().var().item() / len(v) for v in per_point]
     return 100 * float(np.mean([v.double().mean().item() for v in per_point])), 100 * math.sqrt(sum(variances)) / len(per_point)
 
+def row_flags(predictions: ShiftPredictions, pool: torch.Tensor, held: torch.Tensor,
+              datasets: dict[str, Sequence[str]] | None = None, # dataset -> shifts selected together (see `dataset_specific_soups`); default: each shift
+             ) -> dict[str, tuple[int, Callable[[str], torch.Tensor]]]:
+    "Every row of Table 1 by id (ingredients, ensembles, the selected soups): its forward passes and a function of a shift giving each held-out point's correctness."
+    specific = dataset_specific_soups(predictions, pool, held, datasets=datasets)
+    single = single_soup(predictions, pool, datasets=datasets)
+    held_flags = lambda s, i: predictions.flags(s, held)[i]
+    rows = {name: (1, lambda s, i=predictions.ingredient_index(name): held_flags(s, i)) for name in predictions.names}
+    block = lambda s: predictions.ensemble_correct[:, predictions.span(s)][:, torch.as_tensor(held[s] if isinstance(held, dict) else held)]
+    for j, subset in enumerate(predictions.ensembles):  # one name: a model outside the soups alone (e.g. an independent nominal model)
+        rows[ensemble_id(subset)] = (len(subset), lambda s, j=j: block(s)[j])
+    rows['single-soup'] = (1, lambda s: held_flags(s, single))
+    rows['dataset-specific-soups'] = (1, lambda s: held_flags(s, specific.loc[s, 'soup']))
+    return rows
+
+def _held_sizes(predictions: ShiftPredictions, held) -> set[int]:
+    return {len(held[s]) if isinstance(held, dict) else len(held) for s in predictions.shifts}
+
 def shift_table(predictions: ShiftPredictions, pool: torch.Tensor, held: torch.Tensor,
                 groups: dict[str, Sequence[str]] | None = None, # column -> shifts averaged in it (default: one column per shift)
                 datasets: dict[str, Sequence[str]] | None = None, # dataset -> shifts selected together (see `dataset_specific_soups`); default: each shift
                ) -> pd.DataFrame:
     "Held-out accuracy (%) per group of shifts with standard errors ('_se'), one row per ingredient, ensemble and selected soup, by structured id (see `row_label`)."
     groups = groups or {s: [s] for s in predictions.shifts}
-    specific = dataset_specific_soups(predictions, pool, held, datasets=datasets)
-    single = single_soup(predictions, pool, datasets=datasets)
-    sizes = {len(held[s]) if isinstance(held, dict) else len(held) for s in predictions.shifts}
+    sizes = _held_sizes(predictions, held)
     points = min(sizes) if len(sizes) == 1 else f'{min(sizes)}–{max(sizes)}'  # held-out points per shift
     rows = {}
-    def add(row_id, passes, flags):  # flags(shift): per held-out point, right or not
+    for row_id, (passes, flags) in row_flags(predictions, pool, held, datasets).items():  # flags(shift): per held-out point, right or not
         row = {'forward_passes': passes, 'points': points}
         for g, shifts in groups.items(): row[g], row[f'{g}_se'] = mean_and_se([flags(s) for s in shifts])
         if len(sizes) == 1:  # the mean over groups, paired point by point
             row['mean'], row['mean_se'] = mean_and_se([torch.stack([flags(s).double() for s in shifts]).mean(0) for shifts in groups.values()])
         else: row['mean'], row['mean_se'] = float(np.mean([row[g] for g in groups])), math.sqrt(sum(row[f'{g}_se'] ** 2 for g in groups)) / len(groups)
         rows[row_id] = row
-    held_flags = lambda s, i: predictions.flags(s, held)[i]
-    for name in predictions.names:
-        add(name, 1, lambda s, i=predictions.ingredient_index(name): held_flags(s, i))
-    for j, subset in enumerate(predictions.ensembles):  # one name: a model outside the soups alone (e.g. an independent nominal model)
-        block = lambda s: predictions.ensemble_correct[:, predictions.span(s)][:, torch.as_tensor(held[s] if isinstance(held, dict) else held)]
-        add(ensemble_id(subset), len(subset), lambda s, j=j: block(s)[j])
-    add('single-soup', 1, lambda s: held_flags(s, single))
-    add('dataset-specific-soups', 1, lambda s: held_flags(s, specific.loc[s, 'soup']))
     table = pd.DataFrame(rows).T.astype({'forward_passes': int})
     return table.astype({'points': int}) if len(sizes) == 1 else table  # points: one count, or the range 'fewest–most'
 
+def paired_shift_tests(predictions: ShiftPredictions, pool: torch.Tensor, held: torch.Tensor,
+                       groups: dict[str, Sequence[str]] | None = None, # as for `shift_table`
+                       datasets: dict[str, Sequence[str]] | None = None, # as for `shift_table`
+                       row: str = 'dataset-specific-soups', # the row compared with every other
+                      ) -> pd.DataFrame:
+    "`row` of Table 1 against every other row, per group and for the mean over groups: a paired t-test over the held-out points of each point's mean correctness (scipy); differences in points of %."
+    groups = groups or {s: [s] for s in predictions.shifts}
+    flags = row_flags(predictions, pool, held, datasets)
+    if row not in flags: raise KeyError(f"No row {row!r} in Table 1; rows: {', '.join(flags)}.")
+    size = lambda s: len(held[s]) if isinstance(held, dict) else len(held)
+    uneven = [g for g, shifts in groups.items() if len({size(s) for s in shifts}) > 1]
+    if uneven: raise ValueError(f"Groups {uneven} hold shifts with different numbers of held-out points; pair them in groups of equal size.")
+    per_point = lambda f, shifts: torch.stack([f(s).double() for s in shifts]).mean(0)  # each held-out point's mean correctness over the shifts
+    columns = {g: [g] for g in groups} | ({'mean': list(groups)} if len(_held_sizes(predictions, held)) == 1 else {})  # mean: over groups, paired point by point
+    rows = []
+    for other, (_, other_flags) in flags.items():
+        if other == row: continue
+        by_group = {g: 100 * (per_point(flags[row][1], shifts) - per_point(other_flags, shifts)) for g, shifts in groups.items()}
+        for column, members in columns.items():
+            d = torch.stack([by_group[g] for g in members]).mean(0).numpy()
+            test = stats.ttest_1samp(d, 0.) if d.any() else None  # identical on every point: a difference of exactly 0
+            rows.append({'group': column, 'vs': other, 'points': len(d), 'difference': float(d.mean()),
+                         'low': test.confidence_interval().low if test else 0., 'high': test.confidence_interval().high if test else 0.,
+                         'p_value': test.pvalue if test else 1.})
+    result = np.where(pd.Series([r['low'] for r in rows]) > 0, 'ahead', np.where(pd.Series([r['high'] for r in rows]) < 0, 'behind', 'tie'))
+    return pd.DataFrame(rows).assign(result=result)
 SELECTED_SOUPS = {'single-soup': 'single soup', 'dataset-specific-soups': 'dataset-specific soups'}  # row id -> label
 
 # %% ../nbs/05_shift_soups.ipynb #a9c6e0f3

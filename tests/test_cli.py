@@ -61,7 +61,7 @@ def test_clear_errors(tmp_path):
 
 
 BAD_CONFIGURATIONS = {  # what a user typed -> what the one line must say
-    ('imagenet-xl',): "Unknown configuration 'imagenet-xl'; shipped: cifar10, cifar10-subset, demo, imagenet",
+    ('imagenet-xl',): "Unknown configuration 'imagenet-xl'; shipped: cifar10, cifar10-subset, cifar10-subset-gpu, demo, imagenet",
     ('demo', '--set', 'eval.pionts=3'): "Unknown configuration key 'eval.pionts'; valid keys:",
     ('demo', '--set', 'seed=abc'): "seed: Input should be a valid integer (got 'abc')",
     ('demo', '--set', 'seed=1.5'): 'seed: Input should be a valid integer',
