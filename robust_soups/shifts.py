@@ -34,7 +34,7 @@ __all__ = ['SELECTED_SOUPS', 'ShiftPredictions', 'shift_predictions', 'predictio
            'holdout_split', 'dataset_specific_soups', 'single_soup', 'group_accuracy', 'plot_top_soups', 'mean_and_se',
            'row_flags', 'shift_table', 'paired_shift_tests', 'ensemble_id', 'row_label', 'table_labels', 'to_markdown',
            'data_efficiency', 'efficiency_table', 'plot_data_efficiency', 'top_weights', 'plot_composition',
-           'plot_composition_grid']
+           'plot_composition_grid', 'CifarSubsetStudy', 'cifar_subset_study']
 
 # %% ../nbs/05_shift_soups.ipynb #73481ec2
 @dataclass
@@ -483,3 +483,56 @@ def plot_composition_grid(weights: pd.DataFrame, corruptions: Sequence[str], sev
     fig.colorbar(image, ax=axes, shrink=.8, label='mean weight in the top soups')
     if title: fig.suptitle(title)
     return fig
+
+# %% ../nbs/05_shift_soups.ipynb #40784581
+@dataclass
+class CifarSubsetStudy:
+    "The CIFAR-10-subset shift study that notebooks 05 and 06 share: protocol, data, ingredients, shifts, scored grid, selection split."
+    protocol: dict # its name ('full' or 'cpu'), soups, grid, severities and the device
+    grid: list[tuple[float, ...]] # the soup weights scored
+    severities: tuple[int, ...]
+    suffix: str # of the kept result files: '' (full protocol) or '_cpu'
+    data: dict[str, Split] # the subset's train, val and test splits
+    paths: dict[str, Path] # θ_∞, θ_∞→2, θ_∞→1, θ_∞→nominal: checkpoints by name
+    shifts: dict[str, Split] # 'clean' and 'CORRUPTION-SEVERITY'
+    key: str # what identifies the shifted data in every cache's record
+    predictions: ShiftPredictions # the grid, the ingredients and the ensembles on every shift (Table 1's independent nominal model among them)
+    pool: torch.Tensor # the selection points (517 of the 1,017 test images)
+    held: torch.Tensor # the held-out points (500)
+
+def cifar_subset_study(runs: str | Path = '_runs/cifar10-subset', # the ingredients' runs and the caches (shared with 03c and 04)
+                       full: bool | None = None, # full protocol (480 soups, 5 severities) or cpu (68 soups, severities 1, 3, 5); None: full on a GPU
+                       data_path: str | Path | None = None, # cifar10_subset.npz (None: the project's shared data folder)
+                      ) -> CifarSubsetStudy:
+    "Train or resume θ_∞, its fine-tunes and the independent nominal model, corrupt the test images and score the protocol's grid on every shift (all cached under `runs`)."
+    import importlib.metadata, platform
+    from robust_soups.core import seed_everything, shared_data_path
+    from robust_soups.data import CORRUPTIONS, SEVERITIES, corruption_parameters, corruption_shifts, load_cifar10_subset
+    from robust_soups.lp_soups import train_ingredients
+    from robust_soups.models import create_model
+    from robust_soups.threats import threat_models
+    from robust_soups.training import train
+    full = torch.cuda.is_available() if full is None else full
+    grid, severities = (affine_grid(4), tuple(SEVERITIES)) if full else (affine_grid(4, -.5, 1.5, .5), (1, 3, 5))
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads'
+    protocol = {'protocol': 'full' if full else 'cpu', 'soups': len(grid), 'grid': [list(w) for w in grid], 'severities': list(severities), 'device': device}
+    path = data_path or shared_data_path('cifar10_subset.npz')
+    if path is None: raise FileNotFoundError('The CIFAR-10 subset is not here (shared/data/cifar10_subset.npz); pass data_path.')
+    cifar, runs, threats = load_cifar10_subset(path), Path(runs), threat_models('cifar10', nominal=True)
+    paths = train_ingredients('small_resnet', cifar, threats, runs, recipe='cifar10-subset', finetune_recipe='cifar10-subset-finetune',
+                              bases=['linf'], targets=['l2', 'l1', 'nominal'], show_progress=False)
+    nominal = runs / 'nominal' / 'best.safetensors'
+    if not nominal.is_file():  # Table 1's independent nominal model, trained as 03c_training trains it
+        seed_everything(0)
+        train(create_model('small_resnet'), cifar['train'], threats['nominal'], 'cifar10-subset', out_dir=runs / 'nominal', val=cifar['val'], show_progress=False)
+    test = cifar['test']
+    shifts = {'clean': test, **{f'{c}-{s}': split for (c, s), split in
+                                corruption_shifts(test, severities=severities, cache_dir=runs / 'corruptions', show_progress=False).items()}}
+    key = (f"{fingerprint(test)} corrupt-tta {importlib.metadata.version('corrupt-tta')} seed 0 {CORRUPTIONS} {severities} "
+           f"parameters {corruption_parameters(test.x)}")  # the data by its recipe (CIFAR-10-C's parameters)
+    suffix = '' if full else '_cpu'
+    predictions = shift_predictions(paths, shifts, grid, ensembles=[('nominal',), ('nominal', 'linf'), ('linf', 'linf-nominal'), tuple(paths)],
+                                    extra={'nominal': nominal}, path=runs / f'shift-predictions-cifar10c{suffix}.safetensors', data_key=key,
+                                    batch_size=4096, show_progress=False)
+    pool, held = holdout_split(len(test), held_out=500)
+    return CifarSubsetStudy(protocol, grid, severities, suffix, cifar, paths, shifts, key, predictions, pool, held)
