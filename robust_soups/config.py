@@ -19,8 +19,8 @@ from .data import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, DATASETS, get_data
 from .threats import THREAT_NAMES
 
 # %% auto #0
-__all__ = ['Count', 'Real', 'Step', 'Epochs', 'ConfigError', 'EvalSettings', 'TrainingSettings', 'ImportSettings',
-           'ShiftSettings', 'ExperimentConfig', 'check_relations', 'validate_config', 'config_keys',
+__all__ = ['Count', 'Real', 'Step', 'Epochs', 'Precision', 'GridStep', 'ConfigError', 'EvalSettings', 'TrainingSettings',
+           'ImportSettings', 'ShiftSettings', 'ExperimentConfig', 'check_relations', 'validate_config', 'config_keys',
            'available_configs', 'parse_override', 'one_line', 'load_config']
 
 # %% ../nbs/89_config.ipynb #cfg06
@@ -61,6 +61,13 @@ def _divides_one(step: float) -> float:
     if abs(round(1 / step) * step - 1) > 1e-9: raise ValueError(f'1 must be a whole number of steps (e.g. 0.5, 0.25, 0.2, 0.1), got {step}')
     return step
 
+def _precision(v: str) -> str:
+    from robust_soups.attacks import PRECISIONS
+    return _known(v, PRECISIONS, 'precision')
+
+Precision = Annotated[str, AfterValidator(_precision)]  # a key of `attacks.PRECISIONS`: fp32 or bf16
+GridStep = Annotated[Step, AfterValidator(_divides_one)]  # a step whose weights can sum to 1
+
 def _batch_size(v):
     "A positive whole number, or 'auto'."
     if v == 'auto' or isinstance(v, int) and not isinstance(v, bool) and v >= 1: return v
@@ -71,9 +78,9 @@ class EvalSettings(_Section):
     points: Optional[Count] = None # test points (None: all)
     preset: str = 'default' # attack preset, a key of `attacks.EVALUATION_PRESETS`
     pair_step: Step = .1 # w step of the two-model soups
-    simplex_step: Step = .2 # step of the three-model simplex
+    simplex_step: GridStep = .2 # step of the three-model simplex
     extrapolation: tuple[Real, Real, Annotated[Real, Field(gt=0)]] = (-.4, 1.4, .1) # low, high, step of w·θ_base + (1−w)·θ_base→l2
-    precision: str = 'fp32' # the attacks' passes: fp32, or bf16 (every adversarial example re-verified in fp32)
+    precision: Precision = 'fp32' # the attacks' passes: fp32, or bf16 (every adversarial example re-verified in fp32)
     batch_size: Annotated[Any, AfterValidator(_batch_size)] = 256 # points attacked together; auto: the largest that fits on the device
 
     @field_validator('preset')
@@ -82,32 +89,16 @@ class EvalSettings(_Section):
         from robust_soups.attacks import EVALUATION_PRESETS
         return _known(v, EVALUATION_PRESETS, 'attack preset')
 
-    @field_validator('precision')
-    @classmethod
-    def _precision(cls, v): return _precision(v)
-
-    @field_validator('simplex_step')
-    @classmethod
-    def _simplex_step(cls, v): return _divides_one(v)
-
     @field_validator('extrapolation')
     @classmethod
     def _range(cls, v):
         if not v[0] < v[1]: raise ValueError(f'needs low < high, got [{v[0]}, {v[1]}, {v[2]}]')
         return v
 
-def _precision(v: str) -> str:
-    from robust_soups.attacks import PRECISIONS
-    return _known(v, PRECISIONS, 'precision')
-
 class TrainingSettings(_Section):
     "How every model of the experiment is trained, whatever its recipe (the `training:` section): the speed settings of `training.Recipe`."
-    precision: str = 'fp32' # fp32, or bf16: the training and attack passes under bfloat16 autocast
+    precision: Precision = 'fp32' # fp32, or bf16: the training and attack passes under bfloat16 autocast
     compile: Optional[str] = None # a `torch.compile` backend (inductor on a GPU); None: eager
-
-    @field_validator('precision')
-    @classmethod
-    def _precision(cls, v): return _precision(v)
 
     @field_validator('compile')
     @classmethod
@@ -140,7 +131,7 @@ class ShiftSettings(_Section):
     corruptions: list[str] = [] # names from `data.CORRUPTIONS` (and `EXTRA_CORRUPTIONS`)
     severities: list[Annotated[StrictInt, Field(ge=1, le=5)]] = []
     selection: Count = 1000 # labelled points per shift the soups are selected on; the rest is held out
-    grid_step: Annotated[Real, Field(gt=0, le=1.8)] = .2 # step of the affine grid on [-0.4, 1.4] (at most its width)
+    grid_step: GridStep = .2 # step of the affine grid on [-0.4, 1.4]
     ks: list[Count] = [10, 30, 100] # adaptation sizes of the data-efficiency study
     trials: Count = 50 # draws per adaptation size
 
@@ -149,10 +140,6 @@ class ShiftSettings(_Section):
     def _corruptions(cls, v):
         for c in v: _known(c, CORRUPTIONS + EXTRA_CORRUPTIONS, 'corruption')
         return _unique(v)
-
-    @field_validator('grid_step')
-    @classmethod
-    def _grid_step(cls, v): return _divides_one(v)
 
     @field_validator('severities', 'ks')
     @classmethod

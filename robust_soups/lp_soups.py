@@ -22,7 +22,7 @@ from .core import (KeyedResults, atomic_write_bytes, atomic_write_json, fingerpr
 from .data import Split
 from .threats import ThreatModel
 from .models import create_model, load_checkpoint
-from .attacks import EVALUATION_PRESETS, as_threat_dict, evaluate_flags, largest_batch, summarize_flags
+from .attacks import EVALUATION_PRESETS, _auto_batch_size, as_threat_dict, evaluate_flags, summarize_flags
 from .training import Recipe, finetune, train
 from .soups import SoupEvaluator, as_models, make_soup, pair_grid, simplex_grid, state_of
 from fastcore.meta import delegates
@@ -168,7 +168,7 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
     attacks = {n: getattr(a, 'settings', getattr(a, '__name__', '')) for n, a in EVALUATION_PRESETS[preset].items()}  # what the preset is, not only its name
     config = {'ingredients': names, 'weights': fingerprint([state_of(m) for m in models.values()]), 'data': fingerprint(x, y),
               'points': len(y), 'threats': {k: str(t) for k, t in threats.items()}, 'preset': preset, 'attacks': attacks, 'seed': seed}
-    if batch_size == 'auto': batch_size = largest_batch(evaluator.model, torch.as_tensor(x[0]).to(device, torch.float32), limit=max(64, 1 << (len(y) - 1).bit_length()))
+    if batch_size == 'auto': batch_size = _auto_batch_size(evaluator.model, (x, y), device)  # resolved before keying: the number is what the starts depend on
     config = without_later_defaults(config | {'batch_size': batch_size, 'precision': precision}, _LATER_DEFAULTS)  # random starts depend on the batches
     store = KeyedResults(path, config, 'soup evaluations') if path is not None else None  # resumed, or refused when computed otherwise
     saved = store.read_table(engine='python', dtype={c: str for c in flag_columns}) if store is not None else None  # exact floats; flags as text

@@ -321,8 +321,9 @@ def row_flags(predictions: ShiftPredictions, pool: torch.Tensor, held: torch.Ten
     rows['dataset-specific-soups'] = (1, lambda s: held_flags(s, specific.loc[s, 'soup']))
     return rows
 
-def _held_sizes(predictions: ShiftPredictions, held) -> set[int]:
-    return {len(held[s]) if isinstance(held, dict) else len(held) for s in predictions.shifts}
+def _held_sizes(shifts: Sequence[str], held) -> set[int]:
+    "The numbers of held-out points of `shifts`."
+    return {len(held[s]) if isinstance(held, dict) else len(held) for s in shifts}
 
 def shift_table(predictions: ShiftPredictions, pool: torch.Tensor, held: torch.Tensor,
                 groups: dict[str, Sequence[str]] | None = None, # column -> shifts averaged in it (default: one column per shift)
@@ -330,7 +331,7 @@ def shift_table(predictions: ShiftPredictions, pool: torch.Tensor, held: torch.T
                ) -> pd.DataFrame:
     "Held-out accuracy (%) per group of shifts with standard errors ('_se'), one row per ingredient, ensemble and selected soup, by structured id (see `row_label`)."
     groups = groups or {s: [s] for s in predictions.shifts}
-    sizes = _held_sizes(predictions, held)
+    sizes = _held_sizes(predictions.shifts, held)
     points = min(sizes) if len(sizes) == 1 else f'{min(sizes)}–{max(sizes)}'  # held-out points per shift
     rows = {}
     for row_id, (passes, flags) in row_flags(predictions, pool, held, datasets).items():  # flags(shift): per held-out point, right or not
@@ -352,11 +353,10 @@ def paired_shift_tests(predictions: ShiftPredictions, pool: torch.Tensor, held: 
     groups = groups or {s: [s] for s in predictions.shifts}
     flags = row_flags(predictions, pool, held, datasets)
     if row not in flags: raise KeyError(f"No row {row!r} in Table 1; rows: {', '.join(flags)}.")
-    size = lambda s: len(held[s]) if isinstance(held, dict) else len(held)
-    uneven = [g for g, shifts in groups.items() if len({size(s) for s in shifts}) > 1]
+    uneven = [g for g, shifts in groups.items() if len(_held_sizes(shifts, held)) > 1]
     if uneven: raise ValueError(f"Groups {uneven} hold shifts with different numbers of held-out points; pair them in groups of equal size.")
     per_point = lambda f, shifts: torch.stack([f(s).double() for s in shifts]).mean(0)  # each held-out point's mean correctness over the shifts
-    columns = {g: [g] for g in groups} | ({'mean': list(groups)} if len(_held_sizes(predictions, held)) == 1 else {})  # mean: over groups, paired point by point
+    columns = {g: [g] for g in groups} | ({'mean': list(groups)} if len(_held_sizes(predictions.shifts, held)) == 1 else {})  # mean: over groups, paired point by point
     rows = []
     for other, (_, other_flags) in flags.items():
         if other == row: continue
@@ -367,8 +367,8 @@ def paired_shift_tests(predictions: ShiftPredictions, pool: torch.Tensor, held: 
             rows.append({'group': column, 'vs': other, 'points': len(d), 'difference': float(d.mean()),
                          'low': test.confidence_interval().low if test else 0., 'high': test.confidence_interval().high if test else 0.,
                          'p_value': test.pvalue if test else 1.})
-    result = np.where(pd.Series([r['low'] for r in rows]) > 0, 'ahead', np.where(pd.Series([r['high'] for r in rows]) < 0, 'behind', 'tie'))
-    return pd.DataFrame(rows).assign(result=result)
+    tests = pd.DataFrame(rows)
+    return tests.assign(result=np.where(tests['low'] > 0, 'ahead', np.where(tests['high'] < 0, 'behind', 'tie')))
 SELECTED_SOUPS = {'single-soup': 'single soup', 'dataset-specific-soups': 'dataset-specific soups'}  # row id -> label
 
 # %% ../nbs/05_shift_soups.ipynb #a9c6e0f3
