@@ -33,7 +33,7 @@ __all__ = ['THREAT_SYMBOLS', 'CLAIM_RESULTS', 'ingredient_name', 'baseline_name'
            'front_pairs', 'front_curve', 'two_model_fronts', 'plot_fronts', 'front_summary', 'three_model_soups',
            'best_soup', 'plot_ternary', 'extrapolation_curve', 'plot_extrapolation', 'split_halves', 'overall_claim',
            'mixed_soup_test', 'inner_soup_claim', 'inner_soup_claims', 'mixed_soup_claims', 'finetune_claims',
-           'ingredient_checks', 'warn_unlearned']
+           'ingredient_checks', 'warn_unlearned', 'preset_ladder', 'plot_preset_ladder']
 
 # %% ../nbs/04_lp_soups.ipynb #19cc020d
 THREAT_SYMBOLS = {'linf': '∞', 'l2': '2', 'l1': '1', 'nominal': 'nominal'}
@@ -464,9 +464,9 @@ def mixed_soup_claims(table: pd.DataFrame, metric: str = 'union', *, seed: int =
     return tests[['points', 'difference', 'low', 'high', 'p_value', 'result']].set_axis(index).rename_axis('claim')
 
 # %% ../nbs/04_lp_soups.ipynb #cc5c2810
-def _paired_row(models: pd.DataFrame, a: str, b: str, metric: str) -> dict:
+def _paired_row(models: pd.DataFrame, a: str, b: str, metric: str, label=theta_label) -> dict:
     t = paired_comparison(flags_of(models.loc[a])[metric], flags_of(models.loc[b])[metric])
-    return {'check': f'{theta_label(a)} > {theta_label(b)} in {metric}', 'points': t['points'], 'difference': t['difference'],
+    return {'check': f'{label(a)} > {label(b)} in {metric}', 'points': t['points'], 'difference': t['difference'],
             'low': t['low'], 'high': t['high'], 'p_value': t['p_value'], 'result': CLAIM_RESULTS[t['verdict']]}
 
 def finetune_claims(models: pd.DataFrame, # `evaluate_models(..., with_flags=True)`: one row per model name, on the same points
@@ -507,3 +507,67 @@ def warn_unlearned(checks: pd.DataFrame) -> list[str]:
                   "paper's experiment):\n" + '\n'.join(lines), stacklevel=2)
     return list(dict.fromkeys(failed['ingredient']))
 
+
+# %% ../nbs/04_lp_soups.ipynb #7f81699c
+def _ladder_counts(presets: dict, n: int) -> dict[str, int | None]:
+    "Each preset's number of first points (None: all `n`), refusing unknown presets, impossible counts and a first preset that does not cover all points, before any attack."
+    if not presets: raise ValueError('No presets given.')
+    unknown = [p for p in presets if p not in EVALUATION_PRESETS]
+    if unknown: raise ValueError(f"Unknown presets {unknown}; expected some of {', '.join(EVALUATION_PRESETS)}.")
+    for preset, count in presets.items():
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= n):
+            raise ValueError(f'{preset}: {count!r} points asked for; give a whole number from 1 to {n}, or None for all.')
+    counts = {p: None if c == n else c for p, c in presets.items()}  # all points: one folder, whatever the spelling
+    if next(iter(counts.values())) is not None: raise ValueError(f'The first preset ({next(iter(presets))}) is the reference: it must attack all {n} points (None).')
+    return counts
+
+@delegates(evaluate_models, but=['preset', 'with_flags', 'cache_dir', 'show_progress'])
+def preset_ladder(models: dict[str, nn.Module | str | Path], # models (or checkpoints) by name
+                  data: Split | tuple[torch.Tensor, torch.Tensor], # evaluation points, x in [0, 1]
+                  threats, # threat models, as for `evaluate_models`
+                  *,
+                  presets: dict[str, int | None] = {'default': None, 'strong': None, 'autoattack': None}, # preset -> how many of the first points it attacks (None: all); the first is the reference
+                  cache_dir: str | Path | None = None, # one folder per preset and point count goes here ('strong', 'autoattack-first100', ...)
+                  with_flags: bool = False, # also return the per-point flags ('flags:METRIC' columns): `flags_of` and paired tests between models under one preset
+                  show_progress: bool = True,
+                  **kwargs, # passed to `evaluate_models`
+                 ) -> pd.DataFrame:
+    "Rows (model, preset): accuracies with n and 95% intervals, and the paired test of union robustness (the first preset minus the row's, on the row's points)."
+    data = data if isinstance(data, Split) else Split(*data)
+    counts = _ladder_counts(presets, len(data))
+    evaluated = {preset: evaluate_models(models, data if count is None else data.head(count), threats, preset=preset, with_flags=True, show_progress=show_progress,
+                                         cache_dir=None if cache_dir is None else Path(cache_dir) / (preset if count is None else f'{preset}-first{count}'), **kwargs)
+                 for preset, count in counts.items()}
+    reference, rows = next(iter(presets)), []
+    for name in models:
+        everywhere = flags_of(evaluated[reference].loc[name])['union']
+        for preset, table in evaluated.items():
+            row = table.loc[name]
+            union = flags_of(row)['union']
+            gap = paired_comparison(everywhere[:len(union)], union)  # the row's points are the first ones
+            rows.append({'model': name, 'preset': preset, **row.to_dict(),
+                         f'union: {reference} − this': gap['difference'], 'low': gap['low'], 'high': gap['high'], 'p': gap['p_value']})
+    table = pd.DataFrame(rows).set_index(['model', 'preset'])
+    return table if with_flags else table.drop(columns=[c for c in table.columns if c.startswith('flags:')])
+
+# %% ../nbs/04_lp_soups.ipynb #5c6a1a8d
+def plot_preset_ladder(ladder: pd.DataFrame, # from `preset_ladder` (or its saved CSV, index (model, preset))
+                       metrics: Sequence[str] = ('linf', 'l2', 'l1', 'union'), # one panel each
+                       label=theta_label, # model name -> label on the axis
+                       title: str = '') -> plt.Figure:
+    "Each model's accuracy under each preset, side by side with 95% intervals: how much the cheaper attack overestimates."
+    models, presets = list(dict.fromkeys(ladder.index.get_level_values(0))), list(dict.fromkeys(ladder.index.get_level_values(1)))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 2.2 + .25 * len(models)), sharey=True, squeeze=False)
+    height = .8 / len(presets)
+    for ax, metric in zip(axes[0], metrics):
+        for k, preset in enumerate(presets):
+            rows = ladder.xs(preset, level=1).reindex(models)
+            at = np.arange(len(models)) + (k - (len(presets) - 1) / 2) * height
+            ax.barh(at, rows[metric], height, xerr=[rows[metric] - rows[f'{metric}_low'], rows[f'{metric}_high'] - rows[metric]],
+                    label=f"{preset} (n = {', '.join(str(int(n)) for n in rows['points'].unique())})", capsize=2)
+        ax.set_xlabel(f'{metric} accuracy (%)'); ax.grid(axis='x', alpha=.3)
+    axes[0, 0].set_yticks(np.arange(len(models)), [label(m) for m in models]); axes[0, 0].invert_yaxis()  # shared: once, first model on top
+    fig.suptitle(title); fig.tight_layout()
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc='lower center', ncol=len(presets), fontsize=8, bbox_to_anchor=(.5, 0))
+    fig.subplots_adjust(bottom=.32)
+    return fig
