@@ -29,11 +29,12 @@ from fastcore.meta import delegates
 
 # %% auto #0
 __all__ = ['THREAT_SYMBOLS', 'CLAIM_RESULTS', 'ingredient_name', 'baseline_name', 'ingredient_parts', 'theta_label',
-           'train_ingredients', 'encode_flags', 'decode_flags', 'flags_of', 'evaluate_soup_grid', 'evaluate_models',
-           'front_pairs', 'front_curve', 'two_model_fronts', 'plot_fronts', 'front_summary', 'three_model_soups',
-           'best_soup', 'plot_ternary', 'extrapolation_curve', 'plot_extrapolation', 'split_halves', 'overall_claim',
-           'mixed_soup_test', 'inner_soup_claim', 'inner_soup_claims', 'mixed_soup_claims', 'finetune_claims',
-           'ingredient_checks', 'warn_unlearned', 'preset_ladder', 'plot_preset_ladder']
+           'train_ingredients', 'encode_flags', 'decode_flags', 'flags_of', 'read_flagged_csv', 'evaluate_soup_grid',
+           'evaluate_models', 'front_pairs', 'front_curve', 'two_model_fronts', 'plot_fronts', 'front_summary',
+           'three_model_soups', 'best_soup', 'plot_ternary', 'extrapolation_curve', 'plot_extrapolation',
+           'split_halves', 'overall_claim', 'ingredient_rows', 'mixed_soup_test', 'inner_soup_claim',
+           'inner_soup_claims', 'simplex_edge_claims', 'mixed_soup_claims', 'finetune_claims', 'ingredient_checks',
+           'warn_unlearned', 'preset_ladder', 'plot_preset_ladder', 'preset_gaps']
 
 # %% ../nbs/04_lp_soups.ipynb #19cc020d
 THREAT_SYMBOLS = {'linf': '∞', 'l2': '2', 'l1': '1', 'nominal': 'nominal'}
@@ -139,6 +140,13 @@ def decode_flags(text: str, # from `encode_flags`
 def flags_of(row: pd.Series) -> dict[str, torch.Tensor]:
     "The per-point flags of one row of `evaluate_soup_grid(..., with_flags=True)`, by metric ('clean', 'linf', ..., 'union')."
     return {c.removeprefix('flags:'): decode_flags(v, row['points']) for c, v in row.items() if c.startswith('flags:')}
+
+def read_flagged_csv(path: str | Path, # a table saved with 'flags:' columns
+                     **read_csv, # passed to `pandas.read_csv` (e.g. index_col=0)
+                    ) -> pd.DataFrame:
+    "A saved table read back with its flags as text (hex of digits only would parse as a number) and its floats exact."
+    columns = pd.read_csv(path, nrows=0, **{k: v for k, v in read_csv.items() if k == 'index_col'}).columns
+    return pd.read_csv(path, engine='python', dtype={c: str for c in columns if c.startswith('flags:')}, **read_csv)
 
 # %% ../nbs/04_lp_soups.ipynb #7e4d2662
 _LATER_DEFAULTS = {'batch_size': 256, 'precision': 'fp32'}  # settings keyed after caches were written: keyed only when they differ, so those caches still resume
@@ -404,30 +412,61 @@ def overall_claim(results: Sequence[str]) -> str:
     return 'holds' if all(r == 'holds' for r in results) else ('fails' if 'fails' in results else 'inconclusive')
 
 # %% ../nbs/04_lp_soups.ipynb #4b6908c8
-def mixed_soup_test(table: pd.DataFrame, # `evaluate_soup_grid(..., with_flags=True)` of a grid that holds each ingredient alone
-                    metric: str, # 'union', 'linf', 'clean', ...
-                    *, seed: int = 0, # seed of the halves
-                   ) -> pd.DataFrame:
-    "Is a mixed soup better in `metric` than each ingredient alone? The soup is chosen on one half of the points and tested against each ingredient on the other half; one row per ingredient."
+def _one_hot_rows(table: pd.DataFrame) -> tuple[dict[str, int], np.ndarray]:
+    "Rows of each ingredient alone (by name) and rows of mixed soups in a grid table's 'w:' columns."
     columns = [c for c in table.columns if c.startswith('w:')]
     weights = table[columns].to_numpy(dtype=float)
     nonzero = (np.abs(weights) > 1e-9).sum(axis=1)
-    alone = {columns[j][2:]: i for i, j in zip(*np.nonzero(np.isclose(weights, 1.) & (nonzero == 1)[:, None]))}
-    mixed = np.flatnonzero(nonzero > 1)
+    alone = {columns[j][2:]: i for i, j in sorted(zip(*np.nonzero(np.isclose(weights, 1.) & (nonzero == 1)[:, None])), key=lambda ij: ij[1])}  # in column order
+    return alone, np.flatnonzero(nonzero > 1)
+
+def ingredient_rows(table: pd.DataFrame, # a grid from `evaluate_soup_grid` that holds each ingredient alone (weights one-hot)
+                   ) -> pd.DataFrame:
+    "The rows of `table` where one ingredient is alone, indexed by its name: a front's ends or a simplex's corners as `evaluate_models` gives them."
+    alone, _ = _one_hot_rows(table)
+    return table.iloc[list(alone.values())].set_axis(list(alone), axis=0)
+
+def _flags_on_same_points(others: pd.DataFrame, table: pd.DataFrame, metric: str) -> dict[str, torch.Tensor]:
+    "The `metric` flags of each row of `others`, refused unless they are on the points of `table`."
+    points, fingerprints = int(table['points'].iloc[0]), {table.attrs.get('data'), others.attrs.get('data')} - {None}  # fingerprints: when computed, not read back
+    if (others['points'] != points).any() or len(fingerprints) > 1:
+        raise ValueError(f'The models to compare with must be evaluated on the same {points} points as the soups; got {others["points"].unique().tolist()} points.')
+    return {name: flags_of(row)[metric] for name, row in others.iterrows()}
+
+def mixed_soup_test(table: pd.DataFrame, # `evaluate_soup_grid(..., with_flags=True)` of a grid that holds each ingredient alone
+                    metric: str, # 'union', 'linf', 'clean', ...
+                    *, seed: int = 0, # seed of the halves
+                    others: pd.DataFrame | None = None, # more models to test the chosen soup against (`evaluate_models(..., with_flags=True)` on the same points), e.g. MAX and SAT
+                   ) -> pd.DataFrame:
+    "Is a mixed soup better in `metric` than each ingredient alone (and each of `others`)? The soup is chosen on one half of the points and tested on the other half; one row per model compared with."
+    alone, mixed = _one_hot_rows(table)
     if not alone or not len(mixed): raise ValueError('The test needs soups of several ingredients and each ingredient alone (weights one-hot) in the grid.')
     flags = [flags_of(row)[metric] for _, row in table.iterrows()]
+    compared = {name: flags[i] for name, i in alone.items()} | (_flags_on_same_points(others, table, metric) if others is not None else {})
     choose, confirm = split_halves(len(flags[0]), seed)
     chosen = max(mixed, key=lambda i: (flags[i][choose].sum().item(), -i))  # first in the grid on ties
     rows = {}
-    for name, i in alone.items():
-        t = paired_comparison(flags[chosen][confirm], flags[i][confirm])
+    for name, other in compared.items():
+        t = paired_comparison(flags[chosen][confirm], other[confirm])
         rows[name] = {'soup': table['soup'].iloc[chosen], 'metric': metric, 'choose points': len(choose),
                       'chosen on': 100 * flags[chosen][choose].double().mean().item(), 'points': t['points'],
-                      'soup acc': 100 * flags[chosen][confirm].double().mean().item(), 'ingredient acc': 100 * flags[i][confirm].double().mean().item(),
+                      'soup acc': 100 * flags[chosen][confirm].double().mean().item(), 'other acc': 100 * other[confirm].double().mean().item(),
                       'difference': t['difference'], 'low': t['low'], 'high': t['high'], 'p_value': t['p_value'], 'result': CLAIM_RESULTS[t['verdict']]}
     return pd.DataFrame.from_dict(rows, orient='index')
 
 # %% ../nbs/04_lp_soups.ipynb #eb6dc52b
+def _curve_claim(table: pd.DataFrame, # a grid of w·A + (1−w)·B with flags, A and B alone included
+                 names: Sequence[str], # A and B
+                 threat: str, seed: int) -> dict:
+    "One row of Fig. 1's claim read from a curve's grid: the inner soup chosen on one half, against both ends on the other."
+    tests = mixed_soup_test(table, threat, seed=seed).rename(index=dict(zip(names, ('w=1', 'w=0'))))
+    first = tests.iloc[0]
+    return {'curve': f'w·{theta_label(names[0])} + (1−w)·{theta_label(names[1])}', 'threat': threat,
+            'w': float(table.loc[table['soup'] == first['soup'], f'w:{names[0]}'].iloc[0]), 'choose points': first['choose points'],
+            'chosen on': first['chosen on'], 'confirm points': first['points'], 'soup': first['soup acc'],
+            **{e: tests.loc[e, 'other acc'] for e in ('w=1', 'w=0')}, **{f'soup − {e}': tests.loc[e, 'difference'] for e in ('w=1', 'w=0')},
+            **{f'p vs {e}': tests.loc[e, 'p_value'] for e in ('w=1', 'w=0')}, 'claim': overall_claim(tests['result'].tolist())}
+
 def inner_soup_claim(ingredients: dict[str, nn.Module | str | Path], # models by name ('linf', 'linf-l2', ...)
                      data, threats: dict[str, ThreatModel], # points (x, y) and threat models by norm name
                      start: str, end: str, # the curve w·θ_start + (1−w)·θ_start→end
@@ -440,13 +479,7 @@ def inner_soup_claim(ingredients: dict[str, nn.Module | str | Path], # models by
     path = None if cache_dir is None else Path(cache_dir) / f'curve-{start}-{end}.csv'
     table = evaluate_soup_grid(_pick(ingredients, names), pair_grid(step), data, {n: threats[n] for n in (start, end)}, path=path, preset=preset,
                                seed=seed, device=device, with_flags=True, show_progress=show_progress)
-    tests = mixed_soup_test(table, threat, seed=seed).rename(index=dict(zip(names, ('w=1', 'w=0'))))
-    first = tests.iloc[0]
-    return {'curve': f'w·{theta_label(start)} + (1−w)·{theta_label(names[1])}', 'threat': threat,
-            'w': float(table.loc[table['soup'] == first['soup'], f'w:{names[0]}'].iloc[0]), 'choose points': first['choose points'],
-            'chosen on': first['chosen on'], 'confirm points': first['points'], 'soup': first['soup acc'],
-            **{e: tests.loc[e, 'ingredient acc'] for e in ('w=1', 'w=0')}, **{f'soup − {e}': tests.loc[e, 'difference'] for e in ('w=1', 'w=0')},
-            **{f'p vs {e}': tests.loc[e, 'p_value'] for e in ('w=1', 'w=0')}, 'claim': overall_claim(tests['result'].tolist())}
+    return _curve_claim(table, names, threat, seed)
 
 # %% ../nbs/04_lp_soups.ipynb #c5dd81de
 @delegates(inner_soup_claim)
@@ -457,9 +490,23 @@ def inner_soup_claims(ingredients, data, threats, pairs=None, **kwargs) -> pd.Da
             for p, q in pairs for start in (p, q) for threat in (p, q)]
     return pd.DataFrame(rows).set_index(['curve', 'threat'])
 
-def mixed_soup_claims(table: pd.DataFrame, metric: str = 'union', *, seed: int = 0) -> pd.DataFrame:
-    "`mixed_soup_test` as rows of claims ('SOUP > INGREDIENT in METRIC'), in the format of `finetune_claims`."
-    tests = mixed_soup_test(table, metric, seed=seed)
+def simplex_edge_claims(table: pd.DataFrame, # `three_model_soups(..., with_flags=True)`: θ_base, θ_base→q, θ_base→r and their soups
+                        *, seed: int = 0) -> pd.DataFrame:
+    "Fig. 1's claim read from the edges of a simplex, without evaluating anything: on each edge and in each threat model its ends were trained for, the inner soup chosen on one half against both ends on the other."
+    names = [c[2:] for c in table.columns if c.startswith('w:')]
+    if len(names) != 3: raise ValueError(f'Edge claims need a simplex of three ingredients, got weight columns {names}.')
+    trained_for = lambda name: ingredient_parts(name)[1] or ingredient_parts(name)[0]  # θ_p→q: q; θ_p: p
+    rows = []
+    for a, b in itertools.combinations(names, 2):
+        edge = table[np.isclose(table[f'w:{({*names} - {a, b}).pop()}'], 0.)]
+        rows += [_curve_claim(edge, [a, b], trained_for(n), seed) for n in (a, b)]
+    return pd.DataFrame(rows).set_index(['curve', 'threat'])
+
+def mixed_soup_claims(table: pd.DataFrame, metric: str = 'union', *, seed: int = 0,
+                      others: pd.DataFrame | None = None, # more models to test the chosen soup against, as for `mixed_soup_test`
+                     ) -> pd.DataFrame:
+    "`mixed_soup_test` as rows of claims ('SOUP > MODEL in METRIC'), in the format of `finetune_claims`."
+    tests = mixed_soup_test(table, metric, seed=seed, others=others)
     index = [f"{r.soup} > {theta_label(name)} in {metric} (chosen on other points)" for name, r in tests.iterrows()]
     return tests[['points', 'difference', 'low', 'high', 'p_value', 'result']].set_axis(index).rename_axis('claim')
 
@@ -571,3 +618,24 @@ def plot_preset_ladder(ladder: pd.DataFrame, # from `preset_ladder` (or its save
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc='lower center', ncol=len(presets), fontsize=8, bbox_to_anchor=(.5, 0))
     fig.subplots_adjust(bottom=.32)
     return fig
+
+# %% ../nbs/04_lp_soups.ipynb #fb34fe84
+def preset_gaps(tables: dict[str, pd.DataFrame], # two grids with flags by preset, the reference first: {'default': ..., 'strong': ...}; the second's soups must all be in the first
+                metric: str = 'union', # the accuracy compared
+               ) -> pd.DataFrame:
+    "For each soup of the second grid: its `metric` under both presets and the paired difference (reference − other) with its 95% interval and p-value."
+    (reference, ref), (name, other) = tables.items()
+    columns = [c for c in other.columns if c.startswith('w:')]
+    if columns != [c for c in ref.columns if c.startswith('w:')] or set(ref['points']) != set(other['points']):
+        raise ValueError(f'Preset gaps need one grid of the same ingredients on the same points: got {columns} on {sorted(set(other["points"]))} points '
+                         f'and {[c for c in ref.columns if c.startswith("w:")]} on {sorted(set(ref["points"]))}.')
+    position = {_weights_key(r): i for i, r in enumerate(ref[columns].itertuples(index=False))}
+    missing = [w for w in map(_weights_key, other[columns].itertuples(index=False)) if w not in position]
+    if missing: raise ValueError(f'Soups {missing} of {name!r} are not in {reference!r}.')
+    rows = []
+    for _, row in other.iterrows():
+        base = ref.iloc[position[_weights_key(row[columns])]]
+        t = paired_comparison(flags_of(base)[metric], flags_of(row)[metric])
+        rows.append({'soup': row['soup'], 'points': t['points'], reference: base[metric], name: row[metric],
+                     f'{metric}: {reference} − {name}': t['difference'], 'low': t['low'], 'high': t['high'], 'p': t['p_value']})
+    return pd.DataFrame(rows).set_index('soup')
