@@ -145,8 +145,9 @@ def read_flagged_csv(path: str | Path, # a table saved with 'flags:' columns
                      **read_csv, # passed to `pandas.read_csv` (e.g. index_col=0)
                     ) -> pd.DataFrame:
     "A saved table read back with its flags as text (hex of digits only would parse as a number) and its floats exact."
-    columns = pd.read_csv(path, nrows=0, **{k: v for k, v in read_csv.items() if k == 'index_col'}).columns
-    return pd.read_csv(path, engine='python', dtype={c: str for c in columns if c.startswith('flags:')}, **read_csv)
+    columns = pd.read_csv(path, **(read_csv | {'nrows': 0})).columns
+    dtype = {c: str for c in columns if c.startswith('flags:')} | read_csv.pop('dtype', {})
+    return pd.read_csv(path, **({'engine': 'python'} | read_csv), dtype=dtype)
 
 # %% ../nbs/04_lp_soups.ipynb #7e4d2662
 _LATER_DEFAULTS = {'batch_size': 256, 'precision': 'fp32'}  # settings keyed after caches were written: keyed only when they differ, so those caches still resume
@@ -209,7 +210,10 @@ def evaluate_models(models: dict[str, nn.Module | str | Path], # models (or chec
     rows = {name: evaluate_soup_grid({name: m}, [(1.,)], data, threats, show_progress=False,
                                      path=None if cache_dir is None else Path(cache_dir) / f'model-{name}.csv', **kwargs)
             for name, m in progress(models.items(), show_progress, desc='models')}
-    return pd.concat({n: r.drop(columns=[f'w:{n}', 'soup']) for n, r in rows.items()}).droplevel(1)
+    table = pd.concat({n: r.drop(columns=[f'w:{n}', 'soup']) for n, r in rows.items()}).droplevel(1)
+    shared = ('data', 'points', 'threats', 'preset', 'attacks', 'seed')  # what every row was computed with (concat keeps no attrs that differ)
+    table.attrs.update({k: v for k, v in next(iter(rows.values())).attrs.items() if k in shared})
+    return table
 
 # %% ../nbs/04_lp_soups.ipynb #674b1c00
 def front_pairs(threats: Sequence[str] = ('linf', 'l2', 'l1')) -> list[tuple[str, str]]:
@@ -416,6 +420,7 @@ def _one_hot_rows(table: pd.DataFrame) -> tuple[dict[str, int], np.ndarray]:
     "Rows of each ingredient alone (by name) and rows of mixed soups in a grid table's 'w:' columns."
     columns = [c for c in table.columns if c.startswith('w:')]
     weights = table[columns].to_numpy(dtype=float)
+    if np.isnan(weights).any(): raise ValueError(f'Soup weights must be numbers; rows {np.flatnonzero(np.isnan(weights).any(axis=1)).tolist()} have NaN.')
     nonzero = (np.abs(weights) > 1e-9).sum(axis=1)
     alone = {columns[j][2:]: i for i, j in sorted(zip(*np.nonzero(np.isclose(weights, 1.) & (nonzero == 1)[:, None])), key=lambda ij: ij[1])}  # in column order
     return alone, np.flatnonzero(nonzero > 1)
@@ -427,10 +432,12 @@ def ingredient_rows(table: pd.DataFrame, # a grid from `evaluate_soup_grid` that
     return table.iloc[list(alone.values())].set_axis(list(alone), axis=0)
 
 def _flags_on_same_points(others: pd.DataFrame, table: pd.DataFrame, metric: str) -> dict[str, torch.Tensor]:
-    "The `metric` flags of each row of `others`, refused unless they are on the points of `table`."
-    points, fingerprints = int(table['points'].iloc[0]), {table.attrs.get('data'), others.attrs.get('data')} - {None}  # fingerprints: when computed, not read back
-    if (others['points'] != points).any() or len(fingerprints) > 1:
+    "The `metric` flags of each row of `others`, refused unless they are on the points of `table` (and under its preset, when known)."
+    points = int(table['points'].iloc[0])
+    known = lambda key: {t.attrs[key] for t in (table, others) if key in t.attrs}  # attrs: when computed here, not when read back from a CSV
+    if (others['points'] != points).any() or len(known('data')) > 1:
         raise ValueError(f'The models to compare with must be evaluated on the same {points} points as the soups; got {others["points"].unique().tolist()} points.')
+    if len(known('preset')) > 1: raise ValueError(f"The models to compare with were attacked with another preset: {sorted(known('preset'))}.")
     return {name: flags_of(row)[metric] for name, row in others.iterrows()}
 
 def mixed_soup_test(table: pd.DataFrame, # `evaluate_soup_grid(..., with_flags=True)` of a grid that holds each ingredient alone
@@ -442,7 +449,9 @@ def mixed_soup_test(table: pd.DataFrame, # `evaluate_soup_grid(..., with_flags=T
     alone, mixed = _one_hot_rows(table)
     if not alone or not len(mixed): raise ValueError('The test needs soups of several ingredients and each ingredient alone (weights one-hot) in the grid.')
     flags = [flags_of(row)[metric] for _, row in table.iterrows()]
-    compared = {name: flags[i] for name, i in alone.items()} | (_flags_on_same_points(others, table, metric) if others is not None else {})
+    extra = _flags_on_same_points(others, table, metric) if others is not None else {}
+    if set(extra) & set(alone): raise ValueError(f'Models in `others` share names with the ingredients: {sorted(set(extra) & set(alone))}.')
+    compared = {name: flags[i] for name, i in alone.items()} | extra
     choose, confirm = split_halves(len(flags[0]), seed)
     chosen = max(mixed, key=lambda i: (flags[i][choose].sum().item(), -i))  # first in the grid on ties
     rows = {}
@@ -635,6 +644,8 @@ def preset_gaps(tables: dict[str, pd.DataFrame], # two grids with flags by prese
     rows = []
     for _, row in other.iterrows():
         base = ref.iloc[position[_weights_key(row[columns])]]
+        if 'flags:clean' in row and 'flags:clean' in base and row['flags:clean'] != base['flags:clean']:  # clean accuracy does not depend on the attack
+            raise ValueError(f"{row['soup']}: its clean flags differ between {reference!r} and {name!r}: not the same points or model.")
         t = paired_comparison(flags_of(base)[metric], flags_of(row)[metric])
         rows.append({'soup': row['soup'], 'points': t['points'], reference: base[metric], name: row[metric],
                      f'{metric}: {reference} − {name}': t['difference'], 'low': t['low'], 'high': t['high'], 'p': t['p_value']})
