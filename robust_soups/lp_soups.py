@@ -34,7 +34,7 @@ __all__ = ['THREAT_SYMBOLS', 'CLAIM_RESULTS', 'ingredient_name', 'baseline_name'
            'three_model_soups', 'best_soup', 'plot_ternary', 'extrapolation_curve', 'plot_extrapolation',
            'split_halves', 'overall_claim', 'ingredient_rows', 'mixed_soup_test', 'inner_soup_claim',
            'inner_soup_claims', 'simplex_edge_claims', 'mixed_soup_claims', 'finetune_claims', 'ingredient_checks',
-           'warn_unlearned', 'preset_ladder', 'plot_preset_ladder', 'preset_gaps']
+           'warn_unlearned', 'preset_ladder', 'plot_preset_ladder', 'preset_gaps', 'plot_paired_differences']
 
 # %% ../nbs/04_lp_soups.ipynb #19cc020d
 THREAT_SYMBOLS = {'linf': '∞', 'l2': '2', 'l1': '1', 'nominal': 'nominal'}
@@ -650,3 +650,26 @@ def preset_gaps(tables: dict[str, pd.DataFrame], # two grids with flags by prese
         rows.append({'soup': row['soup'], 'points': t['points'], reference: base[metric], name: row[metric],
                      f'{metric}: {reference} − {name}': t['difference'], 'low': t['low'], 'high': t['high'], 'p': t['p_value']})
     return pd.DataFrame(rows).set_index('soup')
+
+# %% ../nbs/04_lp_soups.ipynb #9f787e76
+def plot_paired_differences(table: pd.DataFrame, # one row per comparison: the difference column, 'low', 'high' and 'p' (or 'p_value')
+                            difference: str, # the column holding the paired difference (points of %)
+                            *, panels: str | None = None, # an index level to draw one panel per value of (e.g. 'metric'); None: one panel
+                            label=str, # row label (the index without the panels' level) -> text on the axis
+                            level: float = .05, # a p-value below it is a difference, else a tie
+                            title: str = '') -> plt.Figure:
+    "Paired differences with their 95% intervals, one marker per row: filled where the paired test finds a difference, hollow for a tie."
+    groups = [(None, table)] if panels is None else [(k, table.xs(k, level=panels)) for k in dict.fromkeys(table.index.get_level_values(panels))]
+    p = 'p' if 'p' in table.columns else 'p_value'
+    rows = max(len(g) for _, g in groups)
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 1.4 + .3 * rows), sharey=True, squeeze=False)
+    for ax, (key, group) in zip(axes[0], groups):
+        at, significant = np.arange(len(group)), (group[p] < level).to_numpy()
+        ax.errorbar(group[difference], at, xerr=[group[difference] - group['low'], group['high'] - group[difference]], fmt='none', ecolor='0.4', capsize=2)
+        ax.scatter(group[difference], at, s=30, zorder=3, facecolors=np.where(significant, 'tab:blue', 'white'), edgecolors='tab:blue')
+        ax.axvline(0, color='k', lw=.8); ax.grid(axis='x', alpha=.3)
+        ax.set(xlabel=f'{difference} (points)', title='' if key is None else str(key))
+    axes[0, 0].set_yticks(np.arange(rows), [label(i) for i in groups[0][1].index]); axes[0, 0].invert_yaxis()
+    if title: fig.suptitle(title)
+    fig.tight_layout()
+    return fig
