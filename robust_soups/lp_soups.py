@@ -127,6 +127,12 @@ def train_ingredients(architecture: str, # a registered architecture, see `creat
 def _weights_key(weights) -> tuple[float, ...]:
     return tuple(round(float(w), 6) for w in weights)
 
+def _soup_positions(table: pd.DataFrame, # soups, one per row
+                    columns: Sequence[str], # their weight columns ('w:NAME')
+                   ) -> dict[tuple[float, ...], int]:
+    "Each soup's row position in `table`, by its weights as `_weights_key` rounds them."
+    return {_weights_key(r): i for i, r in enumerate(table[columns].itertuples(index=False))}
+
 # %% ../nbs/04_lp_soups.ipynb #70f59cf4
 def encode_flags(flags: torch.Tensor) -> str:
     "Per-point bools as hex text (8 points a byte) for one CSV cell."
@@ -180,9 +186,9 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
     if batch_size == 'auto': batch_size = _auto_batch_size(evaluator.model, (x, y), device)  # resolved before keying: the number is what the starts depend on
     config = without_later_defaults(config | {'batch_size': batch_size, 'precision': precision}, _LATER_DEFAULTS)  # random starts depend on the batches
     store = KeyedResults(path, config, 'soup evaluations') if path is not None else None  # resumed, or refused when computed otherwise
-    saved = store.read_table(engine='python', dtype={c: str for c in flag_columns}) if store is not None else None  # exact floats; flags as text
+    saved = read_flagged_csv(store.path) if store is not None and store.exists() else None  # exact floats; flags as text
     done = pd.DataFrame(columns=columns) if saved is None else saved
-    cached = {_weights_key(r) for r in done[columns].itertuples(index=False)}
+    cached = _soup_positions(done, columns)
     todo = [w for w in dict.fromkeys(_weights_key(w) for w in grid) if w not in cached]
     for weights in progress(todo, show_progress, desc=f'soups ({len(cached)} cached)'):
         soup = evaluator.load(weights, affine)
@@ -192,7 +198,7 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
                          pd.DataFrame([{f'flags:{k}': encode_flags(v) for k, v in flags.items()}])], axis=1)
         done = row if done.empty else pd.concat([done, row], ignore_index=True)
         if store is not None: store.write_table(done)
-    position = {_weights_key(r): i for i, r in enumerate(done[columns].itertuples(index=False))}
+    position = _soup_positions(done, columns)
     table = done.iloc[[position[_weights_key(w)] for w in grid]].reset_index(drop=True)
     if not with_flags: table = table.drop(columns=flag_columns)
     table.attrs.update(computed=len(todo), **config)
@@ -638,7 +644,7 @@ def preset_gaps(tables: dict[str, pd.DataFrame], # two grids with flags by prese
     if columns != [c for c in ref.columns if c.startswith('w:')] or set(ref['points']) != set(other['points']):
         raise ValueError(f'Preset gaps need one grid of the same ingredients on the same points: got {columns} on {sorted(set(other["points"]))} points '
                          f'and {[c for c in ref.columns if c.startswith("w:")]} on {sorted(set(ref["points"]))}.')
-    position = {_weights_key(r): i for i, r in enumerate(ref[columns].itertuples(index=False))}
+    position = _soup_positions(ref, columns)
     missing = [w for w in map(_weights_key, other[columns].itertuples(index=False)) if w not in position]
     if missing: raise ValueError(f'Soups {missing} of {name!r} are not in {reference!r}.')
     rows = []
