@@ -635,27 +635,39 @@ def plot_preset_ladder(ladder: pd.DataFrame, # from `preset_ladder` (or its save
     return fig
 
 # %% ../nbs/04_lp_soups.ipynb #fb34fe84
-def preset_gaps(tables: dict[str, pd.DataFrame], # two grids with flags by preset, the reference first: {'default': ..., 'strong': ...}; the second's soups must all be in the first
-                metric: str = 'union', # the accuracy compared
+def _row_keys(table: pd.DataFrame, # a grid (weight columns 'w:NAME') or a model table (one row per model name)
+              columns: Sequence[str], # the grid's weight columns; none for a model table
+             ) -> list:
+    "Each row's key for pairing: a soup's weights as `_weights_key` rounds them, a model's name."
+    return [_weights_key(w) for w in table[columns].itertuples(index=False)] if columns else table.index.tolist()
+
+def preset_gaps(tables: dict[str, pd.DataFrame], # two grids (or two model tables) with flags by preset, the reference first: {'default': ..., 'strong': ...}; the second's rows must all be in the first
+                metric: str | Sequence[str] = 'union', # the accuracy compared, or several (one row per metric and soup)
                ) -> pd.DataFrame:
-    "For each soup of the second grid: its `metric` under both presets and the paired difference (reference − other) with its 95% interval and p-value."
+    "For each soup (or model) of the second table: its `metric` under both presets and the paired difference (reference − other) with its 95% interval and p-value."
     (reference, ref), (name, other) = tables.items()
     columns = [c for c in other.columns if c.startswith('w:')]
     if columns != [c for c in ref.columns if c.startswith('w:')] or set(ref['points']) != set(other['points']):
-        raise ValueError(f'Preset gaps need one grid of the same ingredients on the same points: got {columns} on {sorted(set(other["points"]))} points '
+        raise ValueError(f'Preset gaps need one grid of the same ingredients (or the same models) on the same points: got {columns} on {sorted(set(other["points"]))} points '
                          f'and {[c for c in ref.columns if c.startswith("w:")]} on {sorted(set(ref["points"]))}.')
-    position = _soup_positions(ref, columns)
-    missing = [w for w in map(_weights_key, other[columns].itertuples(index=False)) if w not in position]
-    if missing: raise ValueError(f'Soups {missing} of {name!r} are not in {reference!r}.')
-    rows = []
-    for _, row in other.iterrows():
-        base = ref.iloc[position[_weights_key(row[columns])]]
+    position = {k: i for i, k in enumerate(_row_keys(ref, columns))}
+    keys = _row_keys(other, columns)
+    missing = [k for k in keys if k not in position]
+    if missing: raise ValueError(f'{"Soups" if columns else "Models"} {missing} of {name!r} are not in {reference!r}.')
+    labels = other['soup'].tolist() if columns else keys
+    pairs = [(label, ref.iloc[position[k]], row) for label, k, (_, row) in zip(labels, keys, other.iterrows())]
+    for label, base, row in pairs:
         if 'flags:clean' in row and 'flags:clean' in base and row['flags:clean'] != base['flags:clean']:  # clean accuracy does not depend on the attack
-            raise ValueError(f"{row['soup']}: its clean flags differ between {reference!r} and {name!r}: not the same points or model.")
-        t = paired_comparison(flags_of(base)[metric], flags_of(row)[metric])
-        rows.append({'soup': row['soup'], 'points': t['points'], reference: base[metric], name: row[metric],
-                     f'{metric}: {reference} − {name}': t['difference'], 'low': t['low'], 'high': t['high'], 'p': t['p_value']})
-    return pd.DataFrame(rows).set_index('soup')
+            raise ValueError(f"{label}: its clean flags differ between {reference!r} and {name!r}: not the same points or model.")
+    one = isinstance(metric, str)
+    rows = []
+    for m in ([metric] if one else metric):
+        for label, base, row in pairs:
+            t = paired_comparison(flags_of(base)[m], flags_of(row)[m])
+            rows.append({'metric': m, 'soup' if columns else 'model': label, 'points': t['points'], reference: base[m], name: row[m],
+                         f'{m}: {reference} − {name}' if one else f'{reference} − {name}': t['difference'], 'low': t['low'], 'high': t['high'], 'p': t['p_value']})
+    table = pd.DataFrame(rows)
+    return table.drop(columns='metric').set_index(table.columns[1]) if one else table.set_index(['metric', table.columns[1]])
 
 # %% ../nbs/04_lp_soups.ipynb #9f787e76
 def plot_paired_differences(table: pd.DataFrame, # one row per comparison: the difference column, 'low', 'high' and 'p' (or 'p_value')
