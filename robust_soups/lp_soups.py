@@ -127,11 +127,17 @@ def train_ingredients(architecture: str, # a registered architecture, see `creat
 def _weights_key(weights) -> tuple[float, ...]:
     return tuple(round(float(w), 6) for w in weights)
 
-def _soup_positions(table: pd.DataFrame, # soups, one per row
-                    columns: Sequence[str], # their weight columns ('w:NAME')
-                   ) -> dict[tuple[float, ...], int]:
-    "Each soup's row position in `table`, by its weights as `_weights_key` rounds them."
-    return {_weights_key(r): i for i, r in enumerate(table[columns].itertuples(index=False))}
+def _row_keys(table: pd.DataFrame, # a grid (weight columns 'w:NAME') or a model table (one row per model name)
+              columns: Sequence[str], # the grid's weight columns; none for a model table
+             ) -> list:
+    "Each row's key for pairing: a soup's weights as `_weights_key` rounds them, a model's name."
+    return [_weights_key(w) for w in table[columns].itertuples(index=False)] if columns else table.index.tolist()
+
+def _row_positions(table: pd.DataFrame, # a grid (soups, one per row) or a model table
+                   columns: Sequence[str], # the grid's weight columns ('w:NAME'); none for a model table
+                  ) -> dict:
+    "Each row's position in `table`, by its key (`_row_keys`)."
+    return {k: i for i, k in enumerate(_row_keys(table, columns))}
 
 # %% ../nbs/04_lp_soups.ipynb #70f59cf4
 def encode_flags(flags: torch.Tensor) -> str:
@@ -188,7 +194,7 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
     store = KeyedResults(path, config, 'soup evaluations') if path is not None else None  # resumed, or refused when computed otherwise
     saved = read_flagged_csv(store.path) if store is not None and store.exists() else None  # exact floats; flags as text
     done = pd.DataFrame(columns=columns) if saved is None else saved
-    cached = _soup_positions(done, columns)
+    cached = _row_positions(done, columns)
     todo = [w for w in dict.fromkeys(_weights_key(w) for w in grid) if w not in cached]
     for weights in progress(todo, show_progress, desc=f'soups ({len(cached)} cached)'):
         soup = evaluator.load(weights, affine)
@@ -198,7 +204,7 @@ def evaluate_soup_grid(ingredients: dict[str, nn.Module | str | Path], # models 
                          pd.DataFrame([{f'flags:{k}': encode_flags(v) for k, v in flags.items()}])], axis=1)
         done = row if done.empty else pd.concat([done, row], ignore_index=True)
         if store is not None: store.write_table(done)
-    position = _soup_positions(done, columns)
+    position = _row_positions(done, columns)
     table = done.iloc[[position[_weights_key(w)] for w in grid]].reset_index(drop=True)
     if not with_flags: table = table.drop(columns=flag_columns)
     table.attrs.update(computed=len(todo), **config)
@@ -432,10 +438,12 @@ def _one_hot_rows(table: pd.DataFrame) -> tuple[dict[str, int], np.ndarray]:
     return alone, np.flatnonzero(nonzero > 1)
 
 def ingredient_rows(table: pd.DataFrame, # a grid from `evaluate_soup_grid` that holds each ingredient alone (weights one-hot)
+                    weights: bool = True, # keep the weight columns ('w:NAME') and 'soup'; False: a model table, as `evaluate_models` gives it
                    ) -> pd.DataFrame:
-    "The rows of `table` where one ingredient is alone, indexed by its name: a front's ends or a simplex's corners as `evaluate_models` gives them."
+    "The rows of `table` where one ingredient is alone, indexed by its name: a front's ends or a simplex's corners as models."
     alone, _ = _one_hot_rows(table)
-    return table.iloc[list(alone.values())].set_axis(list(alone), axis=0)
+    rows = table.iloc[list(alone.values())].set_axis(list(alone), axis=0)
+    return rows if weights else rows.drop(columns=[c for c in rows.columns if c.startswith('w:') or c == 'soup'])
 
 def _flags_on_same_points(others: pd.DataFrame, table: pd.DataFrame, metric: str) -> dict[str, torch.Tensor]:
     "The `metric` flags of each row of `others`, refused unless they are on the points of `table` (and under its preset, when known)."
@@ -635,14 +643,8 @@ def plot_preset_ladder(ladder: pd.DataFrame, # from `preset_ladder` (or its save
     return fig
 
 # %% ../nbs/04_lp_soups.ipynb #fb34fe84
-def _row_keys(table: pd.DataFrame, # a grid (weight columns 'w:NAME') or a model table (one row per model name)
-              columns: Sequence[str], # the grid's weight columns; none for a model table
-             ) -> list:
-    "Each row's key for pairing: a soup's weights as `_weights_key` rounds them, a model's name."
-    return [_weights_key(w) for w in table[columns].itertuples(index=False)] if columns else table.index.tolist()
-
 def preset_gaps(tables: dict[str, pd.DataFrame], # two grids (or two model tables) with flags by preset, the reference first: {'default': ..., 'strong': ...}; the second's rows must all be in the first
-                metric: str | Sequence[str] = 'union', # the accuracy compared, or several (one row per metric and soup)
+                metric: str | Sequence[str] = 'union', # the accuracy compared, or several: one row per metric and soup (or model) either way
                ) -> pd.DataFrame:
     "For each soup (or model) of the second table: its `metric` under both presets and the paired difference (reference − other) with its 95% interval and p-value."
     (reference, ref), (name, other) = tables.items()
@@ -650,7 +652,7 @@ def preset_gaps(tables: dict[str, pd.DataFrame], # two grids (or two model table
     if columns != [c for c in ref.columns if c.startswith('w:')] or set(ref['points']) != set(other['points']):
         raise ValueError(f'Preset gaps need one grid of the same ingredients (or the same models) on the same points: got {columns} on {sorted(set(other["points"]))} points '
                          f'and {[c for c in ref.columns if c.startswith("w:")]} on {sorted(set(ref["points"]))}.')
-    position = {k: i for i, k in enumerate(_row_keys(ref, columns))}
+    position = _row_positions(ref, columns)
     keys = _row_keys(other, columns)
     missing = [k for k in keys if k not in position]
     if missing: raise ValueError(f'{"Soups" if columns else "Models"} {missing} of {name!r} are not in {reference!r}.')
@@ -659,15 +661,14 @@ def preset_gaps(tables: dict[str, pd.DataFrame], # two grids (or two model table
     for label, base, row in pairs:
         if 'flags:clean' in row and 'flags:clean' in base and row['flags:clean'] != base['flags:clean']:  # clean accuracy does not depend on the attack
             raise ValueError(f"{label}: its clean flags differ between {reference!r} and {name!r}: not the same points or model.")
-    one = isinstance(metric, str)
     rows = []
-    for m in ([metric] if one else metric):
+    for m in ([metric] if isinstance(metric, str) else metric):
         for label, base, row in pairs:
             t = paired_comparison(flags_of(base)[m], flags_of(row)[m])
             rows.append({'metric': m, 'soup' if columns else 'model': label, 'points': t['points'], reference: base[m], name: row[m],
-                         f'{m}: {reference} − {name}' if one else f'{reference} − {name}': t['difference'], 'low': t['low'], 'high': t['high'], 'p': t['p_value']})
+                         f'{reference} − {name}': t['difference'], 'low': t['low'], 'high': t['high'], 'p': t['p_value']})
     table = pd.DataFrame(rows)
-    return table.drop(columns='metric').set_index(table.columns[1]) if one else table.set_index(['metric', table.columns[1]])
+    return table.set_index(['metric', table.columns[1]])
 
 # %% ../nbs/04_lp_soups.ipynb #9f787e76
 def plot_paired_differences(table: pd.DataFrame, # one row per comparison: the difference column, 'low', 'high' and 'p' (or 'p_value')
