@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections import Counter
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -129,15 +130,18 @@ def _weights_key(weights) -> tuple[float, ...]:
 
 def _row_keys(table: pd.DataFrame, # a grid (weight columns 'w:NAME') or a model table (one row per model name)
               columns: Sequence[str], # the grid's weight columns; none for a model table
-             ) -> list:
+             ) -> list[tuple[float, ...] | str]:
     "Each row's key for pairing: a soup's weights as `_weights_key` rounds them, a model's name."
-    return [_weights_key(w) for w in table[columns].itertuples(index=False)] if columns else table.index.tolist()
+    return [_weights_key(w) for w in table[list(columns)].itertuples(index=False)] if len(columns) else table.index.tolist()
 
 def _row_positions(table: pd.DataFrame, # a grid (soups, one per row) or a model table
                    columns: Sequence[str], # the grid's weight columns ('w:NAME'); none for a model table
-                  ) -> dict:
-    "Each row's position in `table`, by its key (`_row_keys`)."
-    return {k: i for i, k in enumerate(_row_keys(table, columns))}
+                  ) -> dict[tuple[float, ...] | str, int]:
+    "Each row's position in `table`, by its key (`_row_keys`); refused when two rows share a key."
+    keys = _row_keys(table, columns)
+    repeated = [k for k, n in Counter(keys).items() if n > 1]
+    if repeated: raise ValueError(f'Each {"soup" if len(columns) else "model"} must be in the table once; repeated: {repeated}.')
+    return {k: i for i, k in enumerate(keys)}
 
 # %% ../nbs/04_lp_soups.ipynb #70f59cf4
 def encode_flags(flags: torch.Tensor) -> str:
@@ -438,12 +442,12 @@ def _one_hot_rows(table: pd.DataFrame) -> tuple[dict[str, int], np.ndarray]:
     return alone, np.flatnonzero(nonzero > 1)
 
 def ingredient_rows(table: pd.DataFrame, # a grid from `evaluate_soup_grid` that holds each ingredient alone (weights one-hot)
-                    weights: bool = True, # keep the weight columns ('w:NAME') and 'soup'; False: a model table, as `evaluate_models` gives it
+                    model_table: bool = False, # drop the weight columns ('w:NAME') and 'soup': a table of models by name, as `evaluate_models` gives (with the grid's other columns, e.g. 'base')
                    ) -> pd.DataFrame:
-    "The rows of `table` where one ingredient is alone, indexed by its name: a front's ends or a simplex's corners as models."
+    "The rows of `table` where one ingredient is alone, indexed by its name: a front curve's ends or a simplex's corners."
     alone, _ = _one_hot_rows(table)
     rows = table.iloc[list(alone.values())].set_axis(list(alone), axis=0)
-    return rows if weights else rows.drop(columns=[c for c in rows.columns if c.startswith('w:') or c == 'soup'])
+    return rows if not model_table else rows.drop(columns=[c for c in rows.columns if c.startswith('w:') or c == 'soup'])
 
 def _flags_on_same_points(others: pd.DataFrame, table: pd.DataFrame, metric: str) -> dict[str, torch.Tensor]:
     "The `metric` flags of each row of `others`, refused unless they are on the points of `table` (and under its preset, when known)."
@@ -647,13 +651,15 @@ def preset_gaps(tables: dict[str, pd.DataFrame], # two grids (or two model table
                 metric: str | Sequence[str] = 'union', # the accuracy compared, or several: one row per metric and soup (or model) either way
                ) -> pd.DataFrame:
     "For each soup (or model) of the second table: its `metric` under both presets and the paired difference (reference − other) with its 95% interval and p-value."
+    if len(tables) != 2: raise ValueError(f'Preset gaps compare two tables, the reference first; got {len(tables)}: {list(tables)}.')
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    if not metrics: raise ValueError('Preset gaps need at least one metric.')
     (reference, ref), (name, other) = tables.items()
     columns = [c for c in other.columns if c.startswith('w:')]
     if columns != [c for c in ref.columns if c.startswith('w:')] or set(ref['points']) != set(other['points']):
         raise ValueError(f'Preset gaps need one grid of the same ingredients (or the same models) on the same points: got {columns} on {sorted(set(other["points"]))} points '
                          f'and {[c for c in ref.columns if c.startswith("w:")]} on {sorted(set(ref["points"]))}.')
-    position = _row_positions(ref, columns)
-    keys = _row_keys(other, columns)
+    position, keys = _row_positions(ref, columns), list(_row_positions(other, columns))
     missing = [k for k in keys if k not in position]
     if missing: raise ValueError(f'{"Soups" if columns else "Models"} {missing} of {name!r} are not in {reference!r}.')
     labels = other['soup'].tolist() if columns else keys
@@ -662,7 +668,7 @@ def preset_gaps(tables: dict[str, pd.DataFrame], # two grids (or two model table
         if 'flags:clean' in row and 'flags:clean' in base and row['flags:clean'] != base['flags:clean']:  # clean accuracy does not depend on the attack
             raise ValueError(f"{label}: its clean flags differ between {reference!r} and {name!r}: not the same points or model.")
     rows = []
-    for m in ([metric] if isinstance(metric, str) else metric):
+    for m in metrics:
         for label, base, row in pairs:
             t = paired_comparison(flags_of(base)[m], flags_of(row)[m])
             rows.append({'metric': m, 'soup' if columns else 'model': label, 'points': t['points'], reference: base[m], name: row[m],
